@@ -1,0 +1,47 @@
+"""Shared pytest fixtures: real MRML scenes, phantoms and the shared data folder."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VASCULAR_CALCIUM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture
+def mrml():
+    """A real vtkMRMLScene with Slicer's module logics (see slicer_shim.py)."""
+    from slicer_shim import Harness
+
+    h = Harness()
+    yield h
+    h.close()
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Path to ../shared/data; tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} not present (set VASCULAR_CALCIUM_SHARED_DATA)")
+    return SHARED_DATA
+
+
+_PHANTOMS = {}
+
+
+@pytest.fixture(scope="session")
+def phantom_cache():
+    """Memoised phantoms: ``phantom_cache(seed, spacing, **options)``; do not modify the result."""
+    from CalciumScoringLib.phantoms import make_phantom
+
+    def get(seed, spacing=(1.0, 1.0, 1.0), direction=None, **options):
+        key = (seed, tuple(spacing), None if direction is None else tuple(map(float,
+               __import__("numpy").ravel(direction))), repr(sorted(options.items())))
+        if key not in _PHANTOMS:
+            _PHANTOMS[key] = make_phantom(seed, spacing=spacing, direction=direction, **options)
+        return _PHANTOMS[key]
+
+    return get
