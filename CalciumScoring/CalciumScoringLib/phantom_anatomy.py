@@ -184,7 +184,7 @@ def build_anatomy(rng, **options):
         d1 = _unit((sx * (np.sin(a) + 0.25 * t), 0.15 * t, -1.0))
         br[name] = _branch(name, 2, bif, d0, d1, L.get(name, o["iliac_length"]), 40, 40,
                            o["iliac_radius"], o["iliac_radius"] * 0.85, side=side,
-                           ostium_mm=0.0)
+                           ostium_mm=float(aorta.radius[-1]) + w)
     return br, o
 
 
