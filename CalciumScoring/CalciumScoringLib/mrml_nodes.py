@@ -15,9 +15,11 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 
-from .segment_terms import SegmentTerm
+from .segment_terms import GROUP_LABELS, SegmentTerm
 
 PROVENANCE_ATTRIBUTE = "VascularCalcium.Provenance"
+#: segment tag naming the artery group a segment belongs to (aorta, iliac, mesenteric, renal)
+GROUP_TAG = "VascularCalcium.Group"
 _LPS_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -88,18 +90,32 @@ def segmentation_node_from_labelmap(scene, labelmap, segments, reference_node, n
     return node
 
 
-def add_segment(node, term: SegmentTerm, mask, reference_node, segment_id=None):
-    """Add (or replace) a segment with standard name, colour and terminology; returns its id."""
+def add_segment(node, term: SegmentTerm, mask, reference_node, segment_id=None, group=None):
+    """Add (or replace) a segment with standard name, colour and terminology; returns its id.
+
+    ``group`` (default: the term's key when it names a group) is stored as a segment tag.
+    """
     seg = node.GetSegmentation()
     sid = segment_id or term.key
     if seg.GetSegment(sid) is not None:
         seg.RemoveSegment(sid)
     seg.AddEmptySegment(sid, term.name, list(term.color))
     seg.GetSegment(sid).SetTerminology(term.terminology)
+    group = group or (term.key if term.key in GROUP_LABELS else None)
+    if group:
+        seg.GetSegment(sid).SetTag(GROUP_TAG, group)
     if np.any(mask):
         slicer.util.updateSegmentBinaryLabelmapFromArray(
             np.asarray(mask, np.uint8), node, sid, reference_node)
     return sid
+
+
+def segment_tag(segment, key):
+    """The value of a segment tag, or ``None``."""
+    import vtk
+
+    value = vtk.reference("")
+    return str(value) if segment.GetTag(key, value) else None
 
 
 def segment_array(node, segment_id, reference_node):
