@@ -1,0 +1,125 @@
+"""ArteryShortening: trim side arteries to a stump and cut the aorta (desktop Slicer module).
+
+Thin wiring only: the algorithm is ArteryShorteningLib.shortening, the node handling
+ArteryShorteningLib.mrml_logic; both are tested outside Slicer on real MRML.
+"""
+
+from typing import Annotated, Optional
+
+import slicer
+import vtk
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+from ArteryShorteningLib.mrml_logic import ArteryShorteningMRMLLogic
+
+
+class ArteryShortening(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("Artery Shortening")
+        self.parent.categories = ["Quantification"]
+        self.parent.contributors = ["VascularCalcium team"]
+        self.parent.helpText = _(
+            "Trims every side artery (iliac, mesenteric, renal) to a stump of fixed length from "
+            "the aorta and cuts the aorta above the highest side artery, so that patients are "
+            "compared on the same anatomy. Input: artery-group segmentation or label map.")
+        self.parent.acknowledgementText = _("Implements the published shortening post-processing.")
+
+
+@parameterNodeWrapper
+class ArteryShorteningParameterNode:
+    inputNode: slicer.vtkMRMLNode
+    outputNode: Optional[slicer.vtkMRMLNode]
+    reportTable: Optional[slicer.vtkMRMLTableNode]
+    stumpLengthMm: Annotated[float, WithinRange(5, 100)] = 25.0
+    aortaMarginMm: Annotated[float, WithinRange(0, 50)] = 10.0
+    aortaDilations: Annotated[int, WithinRange(1, 10)] = 2
+    stumpMergeDistanceMm: Annotated[float, WithinRange(0, 100)] = 25.0
+    growth: Annotated[str, Choice(["geodesic", "dilation"])] = "geodesic"
+    inPlace: bool = False
+
+
+class ArteryShorteningWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/ArteryShortening.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = ArteryShorteningLogic()
+        self.ui.growthComboBox.addItems(["geodesic", "dilation"])
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        self.removeObservers()
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self._parameterNode = self.logic.getParameterNode()
+        self._parameterNode.connectGui(self.ui)
+        self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                         self._updateApply)
+        self._updateApply()
+
+    def _updateApply(self, *args):
+        self.ui.applyButton.enabled = bool(self._parameterNode and self._parameterNode.inputNode)
+
+    def onApplyButton(self):
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Shortening failed."), waitCursor=True):
+            out, table, res = self.logic.process(
+                p.inputNode, p.outputNode, inPlace=p.inPlace, stump_length_mm=p.stumpLengthMm,
+                aorta_margin_mm=p.aortaMarginMm, aorta_dilations=p.aortaDilations,
+                stump_merge_distance_mm=p.stumpMergeDistanceMm, growth=p.growth)
+            p.outputNode, p.reportTable = out, table
+            slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
+            self.ui.statusLabel.text = "; ".join(res.warnings) or _("Done.")
+
+
+class ArteryShorteningLogic(ScriptedLoadableModuleLogic):
+    """Console: ``ArteryShorteningLogic().process(getNode('Segmentation'), stump_length_mm=35)``."""
+
+    def getParameterNode(self):
+        return ArteryShorteningParameterNode(super().getParameterNode())
+
+    def process(self, inputNode, outputNode=None, inPlace=False, referenceVolume=None,
+                mapping=None, **params):
+        """Returns ``(outputNode, reportTableNode, result)``; see ArteryShorteningLib.mrml_logic."""
+        return ArteryShorteningMRMLLogic().process(
+            inputNode, outputNode, reference_volume=referenceVolume, mapping=mapping,
+            in_place=inPlace, **params)
+
+
+class ArteryShorteningTest(ScriptedLoadableModuleTest):
+    """Runs in desktop Slicer; the same checks run outside Slicer in Testing/ (pytest)."""
+
+    def runTest(self):
+        slicer.mrmlScene.Clear()
+        from CalciumScoringLib import mrml_nodes, segment_terms
+        from CalciumScoringLib.phantoms import make_phantom
+
+        ph = make_phantom(3, spacing=(1.0, 1.0, 1.0), fov="vessels")
+        vol = mrml_nodes.volume_node_from_image(slicer.mrmlScene, ph.ct, "phantom")
+        seg = mrml_nodes.segmentation_node_from_labelmap(
+            slicer.mrmlScene, ph.groups, segment_terms.group_segments(), vol, "groups")
+        out, table, res = ArteryShorteningLogic().process(seg, referenceVolume=vol)
+        self.assertIsNot(out, seg)
+        self.assertGreater(table.GetNumberOfRows(), 3)
+        self.delayDisplay("ArteryShortening test passed")

@@ -1,0 +1,91 @@
+"""Pictures of a case: label overlays and projections (matplotlib, no display needed)."""
+
+import numpy as np
+import SimpleITK as sitk
+
+GROUP_COLOURS = {1: (0.85, 0.40, 0.31), 2: (0.87, 0.51, 0.40), 3: (0.94, 0.47, 0.47),
+                 4: (0.73, 0.30, 0.25)}
+CALCIUM_COLOUR = (0.95, 0.84, 0.57)
+
+
+def _axial(img):
+    """Resample to an axis-aligned (identity direction) grid so views are anatomical."""
+    if np.allclose(np.array(img.GetDirection()).reshape(3, 3), np.eye(3)):
+        return img
+    return sitk.Resample(img, _identity_ref(img), sitk.Transform(),
+                         sitk.sitkNearestNeighbor, float(sitk.GetArrayViewFromImage(img).min()))
+
+
+def _identity_ref(img):
+    size, sp = np.array(img.GetSize()), np.array(img.GetSpacing())
+    corners = [img.TransformContinuousIndexToPhysicalPoint([float(c) for c in (i, j, k)])
+               for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)]
+    lo, hi = np.min(corners, 0), np.max(corners, 0)
+    s = float(sp.min())
+    ref = sitk.Image([int(np.ceil((h - l) / s)) + 1 for l, h in zip(lo, hi)], sitk.sitkUInt8)
+    ref.SetSpacing([s] * 3)
+    ref.SetOrigin(lo.tolist())
+    return ref
+
+
+def _rgba(labels, colours):
+    out = np.zeros(labels.shape + (4,))
+    for v, c in colours.items():
+        out[labels == v] = (*c, 0.85)
+    return out
+
+
+def case_figure(path, ct, groups_full, groups_short=None, calcium=None, title="", table=None):
+    """Save a one-page PNG: coronal projections of the arteries (full/shortened) and CT views."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ctA = sitk.GetArrayFromImage(_axial(ct)).astype(np.float32)
+    gf = sitk.GetArrayFromImage(sitk.Resample(groups_full, _axial(ct), sitk.Transform(),
+                                              sitk.sitkNearestNeighbor, 0))
+    gs = None if groups_short is None else sitk.GetArrayFromImage(
+        sitk.Resample(groups_short, _axial(ct), sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    ca = None if calcium is None else sitk.GetArrayFromImage(
+        sitk.Resample(calcium, _axial(ct), sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    sp = _axial(ct).GetSpacing()
+    aspect = sp[2] / sp[0]
+    ncol = 4 if table is None else 5
+    fig, ax = plt.subplots(1, ncol, figsize=(4.2 * ncol, 6.5))
+
+    def mip(lab):
+        proj = np.zeros(lab.shape[::2], lab.dtype)
+        for v in (1, 2, 3, 4):  # front-most label wins: a max projection by label
+            proj[(lab == v).any(axis=1)] = v
+        return proj[::-1]
+
+    ax[0].imshow(mip(gf) * 0, cmap="gray", vmin=0, vmax=1, aspect=aspect)
+    ax[0].imshow(_rgba(mip(gf), GROUP_COLOURS), aspect=aspect)
+    ax[0].set_title("artery groups (coronal projection)")
+    if gs is not None:
+        ax[1].imshow(mip(gf) * 0, cmap="gray", vmin=0, vmax=1, aspect=aspect)
+        ax[1].imshow(_rgba(mip(gf) > 0, {True: (0.5, 0.5, 0.5)}), aspect=aspect)
+        ax[1].imshow(_rgba(mip(gs), GROUP_COLOURS), aspect=aspect)
+        ax[1].set_title("shortened (grey: trimmed)")
+    if ca is not None:
+        ax[1].imshow(_rgba((ca > 0).any(axis=1)[::-1], {True: CALCIUM_COLOUR}), aspect=aspect)
+    k = int(np.argmax((gf == 4).sum((1, 2)))) if (gf == 4).any() else ctA.shape[0] // 2
+    ax[2].imshow(ctA[k], cmap="gray", vmin=-200, vmax=700)
+    ax[2].imshow(_rgba(gf[k], GROUP_COLOURS), alpha=0.35)
+    ax[2].set_title(f"axial slice {k} (renal level)")
+    j = int(np.median(np.nonzero(gf == 1)[1])) if (gf == 1).any() else ctA.shape[1] // 2
+    ax[3].imshow(ctA[:, j, :][::-1], cmap="gray", vmin=-200, vmax=700, aspect=aspect)
+    ax[3].set_title("coronal CT through the aorta")
+    for a in ax[:4]:
+        a.set_xticks([])
+        a.set_yticks([])
+    if table is not None:
+        ax[4].axis("off")
+        ax[4].table(cellText=table.values, colLabels=list(table.columns), loc="center",
+                    fontsize=8).scale(1, 1.4)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
