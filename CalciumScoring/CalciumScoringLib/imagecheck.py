@@ -1,0 +1,56 @@
+"""Input checks shared by scoring and thresholds: same grid, binary masks, crops."""
+
+import numpy as np
+import SimpleITK as sitk
+
+RESAMPLE_HINT = ("resample it onto the CT grid first, e.g. "
+                 "sitk.Resample(mask, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)")
+
+
+def check_same_grid(a, b, name_a="CT", name_b="mask", tol=1e-4):
+    """Raise a ValueError naming the difference when ``a`` and ``b`` are not on one grid."""
+    for what, fa, fb in (("size", a.GetSize, b.GetSize), ("spacing", a.GetSpacing, b.GetSpacing),
+                         ("origin", a.GetOrigin, b.GetOrigin),
+                         ("direction", a.GetDirection, b.GetDirection)):
+        va, vb = np.asarray(fa(), float), np.asarray(fb(), float)
+        if va.shape != vb.shape or not np.allclose(va, vb, atol=tol * max(1.0, np.abs(va).max())):
+            raise ValueError(f"the {name_b} does not share the {name_a}'s grid ({what} "
+                             f"{tuple(np.round(vb, 4))} vs {tuple(np.round(va, 4))}); {RESAMPLE_HINT}")
+
+
+def label_values(arr):
+    """Distinct values of an integer label array (bincount for small unsigned types: fast)."""
+    if arr.dtype in (np.uint8, np.bool_):
+        return np.flatnonzero(np.bincount(arr.ravel().view(np.uint8), minlength=2))
+    return np.unique(arr)
+
+
+def as_mask(image, name="mask"):
+    """Boolean array of a binary (0/1 or 0/255) mask; a clear error for label maps."""
+    arr = sitk.GetArrayViewFromImage(image)
+    mask = arr != 0
+    hi = arr.max() if arr.size else 0
+    if arr.min() < 0 or np.count_nonzero(mask) != np.count_nonzero(arr == hi) and hi != 0:
+        values = label_values(arr)
+        raise ValueError(f"the {name} must be binary (0 and one foreground value), found values "
+                         f"{values[:8].tolist()}; pass e.g. labels == 2 for model A's calcification")
+    return mask
+
+
+def crop_box(mask, pad=1):
+    """Array slices of the bounding box of ``mask`` (padded), or ``None`` when it is empty."""
+    if not np.any(mask):
+        return None
+    box = []
+    for ax in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != ax)
+        nz = np.flatnonzero(np.any(mask, axis=other))
+        box.append(slice(max(nz[0] - pad, 0), min(nz[-1] + 1 + pad, mask.shape[ax])))
+    return tuple(box)
+
+
+def binary_image(mask, reference):
+    """A uint8 SimpleITK image of a boolean array on ``reference``'s grid."""
+    img = sitk.GetImageFromArray(np.asarray(mask, np.uint8))
+    img.CopyInformation(reference)
+    return img
