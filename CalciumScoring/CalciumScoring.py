@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import slicer
 import vtk
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
@@ -35,7 +35,9 @@ class CalciumScoring(ScriptedLoadableModule):
 class CalciumScoringParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     arteryGroups: Optional[slicer.vtkMRMLSegmentationNode]
+    calciumMethod: Annotated[str, Choice(["adaptive", "fixed", "display_8bit", "otsu"])] = "adaptive"
     shortenedArteries: Optional[slicer.vtkMRMLSegmentationNode]
+    calcifications: Optional[slicer.vtkMRMLSegmentationNode]
     reportTable: Optional[slicer.vtkMRMLTableNode]
     stumpLengthMm: Annotated[float, WithinRange(5, 100)] = 25.0
     aortaMarginMm: Annotated[float, WithinRange(0, 50)] = 10.0
@@ -55,6 +57,7 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CalciumScoringLogic()
+        self.ui.calciumMethodComboBox.addItems(["adaptive", "fixed", "display_8bit", "otsu"])
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -88,10 +91,12 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Processing failed."), waitCursor=True):
             result = self.logic.process(p.inputVolume, p.arteryGroups,
+                                        calcium=p.calciumMethod,
                                         stumpLengthMm=p.stumpLengthMm,
                                         aortaMarginMm=p.aortaMarginMm,
                                         progress=self._progress)
             p.shortenedArteries, p.reportTable = result.shortened, result.table
+            p.calcifications = result.calcifications
             slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
             slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(result.table.GetID())
             slicer.app.applicationLogic().PropagateTableSelection()
@@ -121,9 +126,15 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
     def loadPhantom(self, seed=0):
         return self.pipeline.load_phantom(slicer.mrmlScene, seed=seed)
 
-    def process(self, volumeNode, arteryGroupsNode, stumpLengthMm=25.0, aortaMarginMm=10.0,
-                progress=None):
-        return self.pipeline.process(volumeNode, arteryGroupsNode, stump_length_mm=stumpLengthMm,
+    def process(self, volumeNode, arteryGroupsNode, calcium="adaptive", stumpLengthMm=25.0,
+                aortaMarginMm=10.0, progress=None):
+        """Shorten, find calcification (threshold method name or segmentation node), score.
+
+        Returns a result with ``shortened``, ``calcifications``, ``table`` (nodes) and
+        ``dataframe`` (pandas); see CalciumScoringLib.pipeline.
+        """
+        return self.pipeline.process(volumeNode, arteryGroupsNode, calcium=calcium,
+                                     stump_length_mm=stumpLengthMm,
                                      aorta_margin_mm=aortaMarginMm, progress=progress)
 
 

@@ -137,8 +137,12 @@ class ArteryShorteningMRMLLogic:
                 kept = masks[sid] & (out == GROUP_LABELS[g])
                 mn.add_segment(output_node, _CopiedTerm(seg.GetSegment(sid), sid), kept, tmp,
                                group=g)
-        finally:
-            scene.RemoveNode(tmp)
+        finally:  # the temporary label map, its display node and the colour table export made
+            disp = tmp.GetDisplayNode()
+            color = disp.GetColorNode() if disp is not None else None
+            mn.remove_node(tmp)
+            if color is not None and color.GetName().endswith("_ColorTable"):
+                scene.RemoveNode(color)
         return output_node, self._finish(scene, node, output_node, res), res
 
     def _finish(self, scene, input_node, output_node, res):

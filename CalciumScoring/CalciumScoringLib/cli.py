@@ -2,7 +2,9 @@
 
 ``demo`` generates a phantom CTA and runs everything of the pipeline that exists
 on it; ``run`` takes a CT and an artery-group label map (until the bundled
-networks land) and writes the shortened arteries, the branch report and a picture.
+networks land), finds calcification by a threshold method (or takes a mask) and
+writes the shortened arteries, the calcification, the branch report, the scores
+(CSV, JSON with provenance) and a picture.
 Inputs are only read; outputs go to OUTPUT_DIR.
 """
 
@@ -18,39 +20,62 @@ import SimpleITK as sitk
 from . import __version__
 
 
-def _shorten_and_report(ct, groups, out, args, title, truth=None):
+def _pipeline(ct, groups, calcium, out, args, title, reference_calcium=None):
+    """Shorten, score, write files and the picture; returns 0."""
+    import pandas as pd
     from ArteryShorteningLib import shorten_arteries
 
     from .figures import case_figure
+    from .scoring import score
 
     t = time.perf_counter()
-    res = shorten_arteries(groups, stump_length_mm=args.stump_length, aorta_margin_mm=args.aorta_margin)
+    res = shorten_arteries(groups, stump_length_mm=args.stump_length,
+                           aorta_margin_mm=args.aorta_margin)
     t_short = time.perf_counter() - t
+    t = time.perf_counter()
+    scores = score(ct, res.labelmap, calcium, groups_full=groups)
+    t_score = time.perf_counter() - t
     sitk.WriteImage(res.labelmap, str(out / "artery_groups_shortened.nii.gz"))
+    sitk.WriteImage(calcium, str(out / "calcification.nii.gz"))
     res.branches.to_csv(out / "shortening_report.csv", index=False)
-    vv = float(np.prod(groups.GetSpacing()))
-    full, short = sitk.GetArrayViewFromImage(groups), sitk.GetArrayViewFromImage(res.labelmap)
-    rows = []
-    for v, name in ((1, "aorta"), (2, "iliac"), (3, "mesenteric"), (4, "renal")):
-        rows.append({"group": name, "artery_volume_mm3": round(float((full == v).sum() * vv), 1),
-                     "shortened_volume_mm3": round(float((short == v).sum() * vv), 1)})
-    import pandas as pd
-
-    volumes = pd.DataFrame(rows)
-    if truth is not None:
-        volumes["true_calcium_mm3"] = [round(truth.get(r["group"], 0.0), 1) for r in rows]
-    volumes.to_csv(out / "artery_volumes.csv", index=False)
-    case_figure(out / "report.png", ct, groups, res.labelmap, title=title, table=volumes)
-    prov = {"tool": "vascular-calcium", "version": __version__, "shortening": res.parameters,
-            "warnings": res.warnings, "seconds_shortening": round(t_short, 2)}
-    (out / "provenance.json").write_text(json.dumps(prov, indent=2))
-    print(volumes.to_string(index=False))
-    print(f"\nshortening: {len(res.branches)} side-artery components in {t_short:.1f} s; "
-          f"aorta cut at z = {res.aorta_cut_z_mm} mm")
-    for w in res.warnings:
+    scores.to_csv(out / "scores.csv")
+    table = scores.table.copy()
+    truth = None
+    if reference_calcium is not None:  # the reference scored on the same shortened arteries
+        truth = score(ct, res.labelmap, reference_calcium, groups_full=groups).table
+        table["true_calcium_mm3"] = truth.calcium_volume_mm3.values
+    shown = table[table.region.isin(["aorta", "iliac", "mesenteric", "renal", "combined"])]
+    cols = ["region", "artery_volume_mm3", "calcium_volume_mm3", "burden", "cluster_count",
+            "agatston"] + (["true_calcium_mm3"] if truth is not None else [])
+    pic = shown[cols].copy()
+    pic.columns = ["region", "artery mm³", "calcium mm³", "burden", "clusters", "Agatston"] + \
+        (["true calcium mm³"] if truth is not None else [])
+    case_figure(out / "report.png", ct, groups, res.labelmap, calcium, title=title,
+                table=pic.round(3))
+    prov = {"tool": "vascular-calcium", "version": __version__,
+            "calcification": args.calcium_method, "shortening": res.parameters,
+            "scoring": scores.parameters, "warnings": res.warnings + scores.warnings,
+            "seconds": {"shortening": round(t_short, 2), "scoring": round(t_score, 2)}}
+    (out / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
+    (out / "scores.json").write_text(json.dumps(dict(scores.to_dict(), provenance=prov),
+                                                indent=2, default=float))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(pic.round(4).to_string(index=False))
+    print(f"\nshortening {t_short:.1f} s, scoring {t_score:.2f} s")
+    for w in res.warnings + scores.warnings:
         print(f"warning: {w}")
     print(f"outputs in {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
     return 0
+
+
+def _calcium(ct, groups, method):
+    from . import thresholds
+
+    fn = thresholds.METHODS.get(method)
+    if fn is None or method == "idealised":
+        raise SystemExit(f"error: unknown calcification method {method!r}; choose one of "
+                         "fixed, display_8bit, adaptive, otsu")
+    return fn(ct, groups > 0)
 
 
 def cmd_demo(args):
@@ -67,9 +92,11 @@ def cmd_demo(args):
     sitk.WriteImage(ph.arteries, str(out / "arteries_calcium_reference.nii.gz"))
     meta = {k: v for k, v in ph.meta.items() if k != "branches"}
     (out / "phantom.json").write_text(json.dumps(meta, indent=2, default=str))
-    print("note: artery groups come from the phantom's reference labels (no bundled network yet)")
-    return _shorten_and_report(ph.ct, ph.groups, out, args, f"phantom seed {args.seed}",
-                               truth=ph.meta["calcium_volume_mm3"])
+    print("note: artery groups come from the phantom's reference labels (no bundled network "
+          f"yet); calcification from the '{args.calcium_method}' threshold method")
+    calcium = _calcium(ph.ct, ph.groups, args.calcium_method)
+    return _pipeline(ph.ct, ph.groups, calcium, out, args, f"phantom seed {args.seed}",
+                     reference_calcium=ph.arteries == 2)
 
 
 def _read(path, what):
@@ -97,8 +124,15 @@ def cmd_run(args):
         groups = sitk.Resample(groups, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    return _shorten_and_report(ct, sitk.Cast(groups, sitk.sitkUInt8), out, args,
-                               Path(args.input).name)
+    groups = sitk.Cast(groups, sitk.sitkUInt8)
+    if args.calcium:
+        calcium = _read(args.calcium, "calcification mask")
+        if calcium.GetSize() != ct.GetSize():
+            calcium = sitk.Resample(calcium, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        calcium = sitk.Cast(calcium > 0, sitk.sitkUInt8)
+    else:
+        calcium = _calcium(ct, groups, args.calcium_method)
+    return _pipeline(ct, groups, calcium, out, args, Path(args.input).name)
 
 
 def build_parser():
@@ -112,12 +146,16 @@ def build_parser():
         if name == "run":
             p.add_argument("input", help="CT file (NIfTI, NRRD, MHA) or DICOM series folder")
             p.add_argument("--groups", help="artery-group label map (1-4) on the CT")
+            p.add_argument("--calcium", help="calcification mask on the CT (else a threshold method)")
         p.add_argument("output", help="output folder (created)")
         if name == "demo":
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--spacing", type=float, nargs=3, default=[0.8, 0.8, 1.0])
         p.add_argument("--stump-length", type=float, default=25.0, help="mm (default 25)")
         p.add_argument("--aorta-margin", type=float, default=10.0, help="mm (default 10)")
+        p.add_argument("--calcium-method", default="adaptive",
+                       help="threshold method when no calcification mask/network: adaptive "
+                            "(default), fixed (470 HU), display_8bit, otsu")
         p.set_defaults(func=fn)
     return ap
 

@@ -170,6 +170,20 @@ def dataframe_from_table_node(node):
     return slicer.util.dataframeFromTable(node)
 
 
+def remove_node(node):
+    """Remove a node with its display and storage nodes (e.g. to undo a failed run)."""
+    scene = node.GetScene()
+    if scene is None:
+        return
+    extra = []
+    if hasattr(node, "GetNumberOfDisplayNodes"):
+        extra += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    if hasattr(node, "GetStorageNode"):
+        extra.append(node.GetStorageNode())
+    for n in [node] + [e for e in extra if e is not None]:
+        scene.RemoveNode(n)
+
+
 def set_provenance(node, provenance):
     """Store a JSON provenance record (model, version, checksum, parameters, date) on a node."""
     record = dict(provenance)

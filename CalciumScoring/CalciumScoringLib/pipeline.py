@@ -1,9 +1,10 @@
 """The CalciumScoring pipeline on scene nodes (MRML adapter layer).
 
-Today: artery groups (an existing segmentation) -> shortening -> report table,
-plus a synthetic phantom loader for demos and tests.  The network and scoring
-stages plug in here as they land, so the Slicer module, the console and the CLI
-keep calling one object.
+Today: artery groups (an existing segmentation) -> shortening -> calcification
+(a threshold method, or an existing calcification segmentation) -> scores,
+plus a synthetic phantom loader for demos and tests.  The network stage plugs in
+here when it lands, so the Slicer module, the console and the CLI keep calling
+one object.
 """
 
 from dataclasses import dataclass, field
@@ -17,10 +18,12 @@ from .phantoms import make_phantom
 
 @dataclass
 class PipelineResult:
-    """Nodes created by one run and the report as a pandas DataFrame."""
+    """Nodes created by one run; ``dataframe`` is the score table as pandas."""
 
     shortened: object
+    calcifications: object
     table: object
+    branch_table: object
     dataframe: pd.DataFrame
     warnings: list = field(default_factory=list)
 
@@ -48,16 +51,84 @@ class CalciumScoringPipeline:
         mn.set_provenance(groups, prov)
         return volume, groups
 
-    def process(self, volume, artery_groups, progress=None, **params):
-        """Shorten ``artery_groups`` on the grid of ``volume``; returns a :class:`PipelineResult`."""
+    def process(self, volume, artery_groups, calcium="adaptive", progress=None, **params):
+        """Shorten, find calcification, score; returns a :class:`PipelineResult`.
+
+        ``calcium`` is a threshold method name (see :mod:`.thresholds`) or a
+        segmentation node whose segments are all calcification.  ``params`` go to
+        the shortening (``stump_length_mm``, ``aorta_margin_mm``, ...).
+        """
+        import numpy as np
+        import SimpleITK as sitk
+
+        from ArteryShorteningLib.mrml_logic import segment_groups
+
+        from . import thresholds
+        from .scoring import score
+
         if volume is None or artery_groups is None:
             raise ValueError("select a CTA volume and an artery-group segmentation")
-        mn.image_from_volume_node(volume)  # clear error for an empty volume
-        if progress:
-            progress(0.1, "shortening arteries")
-        out, table, res = self.shortening.process(artery_groups, reference_volume=volume, **params)
-        out.SetName(f"{volume.GetName()} arteries shortened")
-        table.SetName(f"{volume.GetName()} shortening report")
+        ct = mn.image_from_volume_node(volume)
+        name = volume.GetName()
+        scene = volume.GetScene()
+        created = []
+        try:
+            if progress:
+                progress(0.1, "shortening arteries")
+            mapping = params.pop("mapping", None)
+            out, branch_table, res = self.shortening.process(
+                artery_groups, reference_volume=volume, mapping=mapping, **params)
+            created += [out, branch_table]
+            out.SetName(f"{name} arteries shortened")
+            branch_table.SetName(f"{name} shortening report")
+            to_value = {sid: st.GROUP_LABELS[g]
+                        for sid, g in segment_groups(artery_groups, mapping).items()}
+            full = mn.labelmap_from_segmentation(artery_groups, to_value, volume)
+            short = mn.labelmap_from_segmentation(out, to_value, volume)
+            if progress:
+                progress(0.5, "calcification")
+            if isinstance(calcium, str):
+                if calcium not in thresholds.METHODS or calcium == "idealised":
+                    raise ValueError(f"unknown calcification method {calcium!r}")
+                calc = thresholds.METHODS[calcium](ct, full > 0)
+                source = {"method": calcium, "threshold_hu": calc.GetMetaData("threshold_hu")}
+            else:
+                seg = calcium.GetSegmentation()
+                ids = [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
+                calc = sitk.Cast(mn.labelmap_from_segmentation(calcium, {i: 1 for i in ids}, volume),
+                                 sitk.sitkUInt8)
+                source = {"segmentation": calcium.GetName()}
+            if progress:
+                progress(0.7, "scoring")
+            result = score(ct, short, calc, groups_full=full)
+            calc_arr = sitk.GetArrayViewFromImage(calc) > 0
+            full_arr = sitk.GetArrayViewFromImage(full)
+            cnode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                            scene.GenerateUniqueName(f"{name} calcifications"))
+            created.append(cnode)
+            cnode.CreateDefaultDisplayNodes()
+            cnode.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+            term = st.term("calcification")
+            for g, v in st.GROUP_LABELS.items():
+                sid = mn.add_segment(cnode, term, calc_arr & (full_arr == v), volume,
+                                     segment_id=f"{g}_calcification", group=g)
+                cnode.GetSegmentation().GetSegment(sid).SetName(f"{g} calcification")
+            mn.add_segment(cnode, term, calc_arr & (full_arr == 0), volume,
+                           segment_id="other_calcification")
+            cnode.GetSegmentation().GetSegment("other_calcification").SetName(
+                "calcification outside the arteries")
+            table = mn.table_node_from_dataframe(scene, result.table, f"{name} calcium scores")
+            created.append(table)
+            prov = {"pipeline": "CalciumScoring", "calcification": source,
+                    "shortening": res.parameters, "scoring": result.parameters,
+                    "warnings": res.warnings + result.warnings, "input": name}
+            for node in (out, cnode, table):
+                mn.set_provenance(node, prov)
+        except BaseException:
+            for node in created:  # a failed run leaves the scene as it was
+                mn.remove_node(node)
+            raise
         if progress:
             progress(1.0, "done")
-        return PipelineResult(out, table, res.branches, list(res.warnings))
+        return PipelineResult(out, cnode, table, branch_table, result.table,
+                              list(res.warnings) + list(result.warnings))
