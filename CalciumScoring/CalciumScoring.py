@@ -39,6 +39,8 @@ class CalciumScoringParameterNode:
     shortenedArteries: Optional[slicer.vtkMRMLSegmentationNode]
     calcifications: Optional[slicer.vtkMRMLSegmentationNode]
     reportTable: Optional[slicer.vtkMRMLTableNode]
+    referenceGroups: Optional[slicer.vtkMRMLSegmentationNode]
+    referenceCalcium: Optional[slicer.vtkMRMLSegmentationNode]
     stumpLengthMm: Annotated[float, WithinRange(5, 100)] = 25.0
     aortaMarginMm: Annotated[float, WithinRange(0, 50)] = 10.0
 
@@ -60,6 +62,7 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.calciumMethodComboBox.addItems(["adaptive", "fixed", "display_8bit", "otsu"])
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
+        self.ui.validateButton.connect("clicked(bool)", self.onValidate)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 
@@ -102,6 +105,17 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.app.applicationLogic().PropagateTableSelection()
             self.ui.statusLabel.text = "; ".join(result.warnings) or _("Done.")
 
+    def onValidate(self):
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Validation failed."), waitCursor=True):
+            if not (p.referenceGroups and p.referenceCalcium and p.calcifications):
+                raise ValueError(_("Run Apply first, then choose the reference arteries and "
+                                   "calcification of this case."))
+            table = self.logic.validate(p.inputVolume, p.referenceGroups, p.referenceCalcium,
+                                        p.arteryGroups, p.calcifications)
+            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
+
     def _progress(self, fraction, stage):
         self.ui.progressBar.value = int(100 * fraction)
         self.ui.statusLabel.text = stage
@@ -136,6 +150,13 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
         return self.pipeline.process(volumeNode, arteryGroupsNode, calcium=calcium,
                                      stump_length_mm=stumpLengthMm,
                                      aorta_margin_mm=aortaMarginMm, progress=progress)
+
+
+    def validate(self, volumeNode, referenceGroups, referenceCalcium, automatedGroups,
+                 automatedCalcium):
+        """Per-group Dice and score differences against a reference: a new table node."""
+        return self.pipeline.validate(volumeNode, referenceGroups, referenceCalcium,
+                                      automatedGroups, automatedCalcium)[0]
 
 
 class CalciumScoringTest(ScriptedLoadableModuleTest):

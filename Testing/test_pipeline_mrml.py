@@ -49,3 +49,31 @@ def test_failed_run_leaves_the_scene_as_it_was(mrml):
     with pytest.raises(ValueError, match="unknown calcification method"):
         pipe.process(vol, groups, calcium="magic")
     assert mrml.scene.GetNumberOfNodes() == before
+
+
+def test_validation_section_logic(mrml):
+    from CalciumScoringLib import segment_terms as st
+
+    pipe = CalciumScoringPipeline()
+    vol, groups = pipe.load_phantom(mrml.scene, seed=2, spacing=(1.5, 1.5, 1.5), fov="vessels")
+    ct = mn.image_from_volume_node(vol)
+    full = mn.labelmap_from_segmentation(groups, {"aorta": 1, "iliac": 2, "mesenteric": 3,
+                                                  "renal": 4}, vol)
+    from CalciumScoringLib import thresholds
+
+    calc = thresholds.adaptive(ct, full > 0)
+    ref_calc = mn.segmentation_node_from_labelmap(mrml.scene, calc, [(1, st.term("calcification"))],
+                                                  vol, "reference calcium")
+    arr = sitk.GetArrayFromImage(full)
+    arr[arr == 4] = 0  # the automated segmentation misses the renal arteries
+    auto = sitk.GetImageFromArray(arr)
+    auto.CopyInformation(full)
+    auto_groups = mn.segmentation_node_from_labelmap(mrml.scene, auto, st.group_segments(), vol, "auto")
+    table, df = pipe.validate(vol, groups, ref_calc, auto_groups, ref_calc)
+    d = df.set_index("region")
+    assert d.loc["aorta", "artery_dice"] == 1.0 and d.loc["renal", "artery_dice"] == 0.0
+    assert d.loc["aorta", "burden_difference"] == 0.0
+    assert d.loc["renal", "calcium_volume_mm3_automated"] == 0.0
+    assert d.calcification_dice.iloc[0] == 1.0
+    assert table.GetNumberOfRows() == 5
+    assert mn.dataframe_from_table_node(table).region.tolist() == df.region.tolist()

@@ -135,6 +135,47 @@ def cmd_run(args):
     return _pipeline(ct, groups, calcium, out, args, Path(args.input).name)
 
 
+def cmd_validate(args):
+    from .validation import read_cohort, validate_cohort
+    from .validation_report import write_report
+
+    cases = read_cohort(args.cohort)
+    shortening = {"stump_length_mm": args.stump_length, "aorta_margin_mm": args.aorta_margin}
+
+    def progress(f, cid):
+        print(f"[{f * 100:5.1f}%] {cid}", flush=True)
+
+    res = validate_cohort(cases, methods=tuple(args.methods), shortening=shortening,
+                          progress=progress)
+    summary = write_report(res, args.output, figures=not args.no_figures)
+    brief = summary[(summary.region == "combined") & (summary.score == "burden")]
+    cols = [c for c in ("method", "n", "r", "bias", "loa_low", "loa_high", "icc_agreement")
+            if c in brief.columns]
+    print(brief[cols].to_string(index=False))
+    errors = res.errors[~res.errors.error.str.startswith("note")]
+    for _, e in errors.iterrows():
+        print(f"error: {e.case_id}: {e.error}")
+    print(f"outputs in {args.output}")
+    return 1 if len(errors) else 0
+
+
+def cmd_compare(args):
+    import pandas as pd
+
+    from .validation import compare_tables
+
+    summary, problems = compare_tables(pd.read_csv(args.test), pd.read_csv(args.reference))
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out / "summary_agreement.csv", index=False)
+    problems.to_csv(out / "errors.csv", index=False)
+    print(summary[[c for c in ("region", "score", "n", "r", "bias", "icc_agreement")
+                   if c in summary]].to_string(index=False))
+    for _, p in problems.iterrows():
+        print(f"warning: {p.case_id}: {p.error}")
+    return 0
+
+
 def build_parser():
     ap = argparse.ArgumentParser(prog="vascular-calcium", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,6 +198,20 @@ def build_parser():
                        help="threshold method when no calcification mask/network: adaptive "
                             "(default), fixed (470 HU), display_8bit, otsu")
         p.set_defaults(func=fn)
+    p = sub.add_parser("validate", help="the published evaluation of a cohort against a "
+                       "reference (CSV: case_id, ct, ref_groups, ref_calcium, auto_groups, auto_calcium)")
+    p.add_argument("cohort")
+    p.add_argument("output")
+    p.add_argument("--methods", nargs="+", default=["automated", "idealised", "fixed", "adaptive"])
+    p.add_argument("--stump-length", type=float, default=25.0)
+    p.add_argument("--aorta-margin", type=float, default=10.0)
+    p.add_argument("--no-figures", action="store_true")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("compare", help="agreement of two score tables (case_id, region, scores)")
+    p.add_argument("test")
+    p.add_argument("reference")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_compare)
     return ap
 
 

@@ -132,3 +132,53 @@ class CalciumScoringPipeline:
             progress(1.0, "done")
         return PipelineResult(out, cnode, table, branch_table, result.table,
                               list(res.warnings) + list(result.warnings))
+
+    def validate(self, volume, reference_groups, reference_calcium, automated_groups,
+                 automated_calcium, shortening=None):
+        """Per-group Dice and score differences of one case against a reference, as a table node.
+
+        Segmentations are read as in :meth:`process` (groups by name/terminology/tag;
+        every segment of a calcification segmentation is calcification).
+        """
+        import SimpleITK as sitk
+
+        from ArteryShorteningLib.mrml_logic import segment_groups
+
+        from .validation import evaluate_case
+
+        def groups_image(node):
+            to_value = {sid: st.GROUP_LABELS[g] for sid, g in segment_groups(node).items()}
+            return sitk.Cast(mn.labelmap_from_segmentation(node, to_value, volume), sitk.sitkUInt8)
+
+        def calcium_image(node):
+            seg = node.GetSegmentation()
+            ids = {seg.GetNthSegmentID(i): 1 for i in range(seg.GetNumberOfSegments())}
+            return sitk.Cast(mn.labelmap_from_segmentation(node, ids, volume), sitk.sitkUInt8)
+
+        case = {"case_id": volume.GetName(), "ct": mn.image_from_volume_node(volume),
+                "ref_groups": groups_image(reference_groups),
+                "ref_calcium": calcium_image(reference_calcium),
+                "auto_groups": groups_image(automated_groups),
+                "auto_calcium": calcium_image(automated_calcium)}
+        seg_rows, score_rows, notes = evaluate_case(case, ("automated",), shortening)
+        seg = pd.DataFrame(seg_rows)
+        dice = seg[seg.structure == "arteries (shortened)"].set_index("region").dice
+        calc_dice = seg[seg.structure != "arteries (shortened)"].dice
+        rows = []
+        for r in score_rows:
+            row = {"region": r["region"], "artery_dice": float(dice.get(r["region"], float("nan")))}
+            for s in ("burden", "calcium_volume_mm3", "cluster_count", "cluster_mean_mm3"):
+                row[f"{s}_reference"] = r[f"{s}_ref"]
+                row[f"{s}_automated"] = r[f"{s}_test"]
+                row[f"{s}_difference"] = r[f"{s}_test"] - r[f"{s}_ref"]
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        df["calcification_dice"] = float(calc_dice.iloc[0]) if len(calc_dice) else float("nan")
+        table = mn.table_node_from_dataframe(volume.GetScene(), df.fillna(-1.0),
+                                             f"{volume.GetName()} validation")
+        mn.set_provenance(table, {"validation": "per-case", "notes": notes,
+                                  "shortening": shortening or {},
+                                  "reference": [reference_groups.GetName(), reference_calcium.GetName()],
+                                  "automated": [automated_groups.GetName(), automated_calcium.GetName()],
+                                  "missing_values": "-1 where a metric is undefined"})
+        return table, df
