@@ -1,0 +1,172 @@
+"""Model folders, model cards and the registry of available models.
+
+A model is a folder with ``model.json`` (the model card) and a weights file
+(safetensors).  The card holds: ``name``, ``version`` (semantic), ``labels``
+(value -> name), ``spacing_mm`` (x, y, z), ``normalization``, ``patch_size``
+(x, y, z voxels), ``architecture`` (name + params), ``weights`` (file name),
+``sha256`` of the weights, ``training`` (data and recipe), ``metrics``,
+``license``, ``intended_use`` and optionally ``postprocessing``.
+
+Bundled models live in ``CalciumScoring/Resources/Models/<name>/``; users add
+folders with :func:`register` or the ``VASCULAR_CALCIUM_MODELS`` environment
+variable (folders separated by the path separator).  nnU-Net v2 results folders
+(``dataset.json`` + ``plans.json`` + ``fold_*``) are recognised too and run
+through ``nnunetv2`` (see :mod:`.nnunet`).
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .segment_terms import resources_dir
+
+REQUIRED = ("name", "version", "labels", "spacing_mm", "normalization", "patch_size",
+            "architecture", "weights", "sha256", "license", "intended_use")
+_USER_FOLDERS = []
+
+
+class ModelError(ValueError):
+    """A model folder or card that cannot be used; the message says what to do."""
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    version: str
+    labels: dict
+    folder: Path
+    kind: str  # "bundled", "user" or "nnunet"
+    card: dict
+
+    def as_row(self):
+        return {"name": self.name, "version": self.version, "kind": self.kind,
+                "labels": ", ".join(f"{k}: {v}" for k, v in self.labels.items()),
+                "folder": str(self.folder)}
+
+
+def sha256(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_card(folder):
+    """Parse and check ``model.json`` of a folder; raises :class:`ModelError`."""
+    folder = Path(folder)
+    path = folder / "model.json"
+    if not path.exists():
+        raise ModelError(f"{folder} has no model.json; a model folder needs model.json and its "
+                         "weights (or an nnU-Net results folder with dataset.json and plans.json)")
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+    missing = [k for k in REQUIRED if k not in card]
+    if missing:
+        raise ModelError(f"{path} lacks {missing}")
+    return card
+
+
+def verify_weights(folder, card):
+    """Path of the weights after checking their sha256 against the card."""
+    w = Path(folder) / card["weights"]
+    if not w.exists():
+        raise ModelError(f"weights {w} are missing; reinstall the extension or the model folder")
+    digest = sha256(w)
+    if digest != card["sha256"]:
+        raise ModelError(f"weights {w} do not match the model card (sha256 {digest[:12]}... vs "
+                         f"{card['sha256'][:12]}...): the file is corrupt or was replaced; "
+                         "reinstall the model, do not use it")
+    return w
+
+
+def register(folder):
+    """Add a user model folder (or a folder of model folders) to the registry."""
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise ModelError(f"{folder} is not a folder")
+    if folder not in _USER_FOLDERS:
+        _USER_FOLDERS.append(folder)
+    return folder
+
+
+def _candidates():
+    bundled = resources_dir() / "Models"
+    roots = [(bundled, "bundled")]
+    env = os.environ.get("VASCULAR_CALCIUM_MODELS", "")
+    roots += [(Path(p), "user") for p in env.split(os.pathsep) if p]
+    roots += [(p, "user") for p in _USER_FOLDERS]
+    for root, kind in roots:
+        if not root.is_dir():
+            continue
+        if (root / "model.json").exists() or (root / "dataset.json").exists():
+            yield root, kind
+        else:
+            for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+                yield sub, kind
+
+
+def list_models():
+    """All usable models: a list of :class:`ModelInfo` (bundled first); broken folders skipped."""
+    out, seen = [], set()
+    for folder, kind in _candidates():
+        try:
+            if (folder / "model.json").exists():
+                card = read_card(folder)
+                info = ModelInfo(card["name"], str(card["version"]), dict(card["labels"]),
+                                 folder, kind, card)
+            elif (folder / "dataset.json").exists():
+                from .nnunet import nnunet_info
+
+                info = nnunet_info(folder)
+            else:
+                continue
+        except (ModelError, OSError, ValueError):
+            continue
+        if info.name not in seen:
+            seen.add(info.name)
+            out.append(info)
+    return out
+
+
+def find_model(model):
+    """A :class:`ModelInfo` from a registered name or a folder path."""
+    if isinstance(model, ModelInfo):
+        return model
+    p = Path(str(model))
+    if p.is_dir():
+        if (p / "dataset.json").exists() and not (p / "model.json").exists():
+            from .nnunet import nnunet_info
+
+            return nnunet_info(p)
+        card = read_card(p)
+        return ModelInfo(card["name"], str(card["version"]), dict(card["labels"]), p, "user", card)
+    for info in list_models():
+        if info.name == model:
+            return info
+    names = [m.name for m in list_models()]
+    raise ModelError(f"no model named {model!r}; available: {names or 'none'} (add a folder "
+                     "with register(path) or VASCULAR_CALCIUM_MODELS)")
+
+
+def save_model(folder, state_dict, card):
+    """Write weights (safetensors) and model.json with their sha256; returns the folder."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    card = dict(card)
+    card.setdefault("weights", "weights.safetensors")
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
+    save_file(tensors, str(folder / card["weights"]))
+    card["sha256"] = sha256(folder / card["weights"])
+    missing = [k for k in REQUIRED if k not in card]
+    if missing:
+        raise ModelError(f"model card lacks {missing}")
+    (folder / "model.json").write_text(json.dumps(card, indent=2))
+    return folder

@@ -1,0 +1,120 @@
+"""Inference engine: geometry, checksum, cancellation, determinism, registry."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from CalciumScoringLib import models
+from CalciumScoringLib.inference import Cancelled, segment
+from CalciumScoringLib.networks import UNet3D, Voxelwise
+from CalciumScoringLib.phantoms import make_phantom
+
+
+def card(name, arch, patch=(32, 32, 32), spacing=(1.0, 1.0, 1.0)):
+    return {"name": name, "version": "0.0.1", "labels": {"1": "bright"}, "spacing_mm": list(spacing),
+            "normalization": {"type": "ct", "clip": [-1024, 3071], "mean": 0.0, "std": 100.0},
+            "patch_size": list(patch), "architecture": arch, "license": "Apache-2.0",
+            "intended_use": "tests only", "training": {}, "metrics": {}}
+
+
+@pytest.fixture
+def threshold_model(tmp_path):
+    """A voxel-wise model whose label 1 is exactly HU > 250."""
+    net = Voxelwise(1, 2)
+    with torch.no_grad():
+        net.conv.weight.zero_()
+        net.conv.bias.zero_()
+        net.conv.weight[1, 0] = 10.0
+        net.conv.bias[1] = -25.0
+    return models.save_model(tmp_path / "thr", net.state_dict(),
+                             card("threshold-250", {"name": "voxelwise", "params": {}}))
+
+
+def test_exact_on_the_model_grid_and_aligned_on_oblique_anisotropic_input(threshold_model):
+    ph = make_phantom(40, spacing=(1.0, 1.0, 1.0), fov="vessels", lumen_hu=450.0, noise_hu=5.0)
+    stages = []
+    lab = segment(ph.ct, threshold_model, progress=lambda f, s: stages.append((f, s)))
+    ct = sitk.GetArrayFromImage(ph.ct)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(lab), (ct > 250).astype(np.uint8))
+    assert stages[-1] == (1.0, "done") and any(s == "network" for _, s in stages)
+    a = np.deg2rad(25)
+    D = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    obl = make_phantom(40, spacing=(0.8, 0.8, 2.5), direction=D, fov="vessels", lumen_hu=450.0,
+                       noise_hu=5.0)
+    lab = segment(obl.ct, threshold_model)
+    assert lab.GetDirection() == obl.ct.GetDirection() and lab.GetSize() == obl.ct.GetSize()
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(sitk.GetArrayFromImage(obl.groups) > 0, iterations=2)
+    seg = (sitk.GetArrayFromImage(lab) > 0) & near
+    lumen = sitk.GetArrayFromImage(obl.lumen) > 0
+    dice = 2 * (seg & lumen).sum() / (seg.sum() + lumen.sum())
+    assert dice > 0.85  # a flipped or shifted geometry would give ~0
+
+
+def test_checksum_mismatch_is_refused(threshold_model, phantom_cache):
+    w = threshold_model / "weights.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0xFF
+    w.write_bytes(bytes(data))
+    ph = phantom_cache(41, (2.0, 2.0, 2.0), fov="vessels")
+    with pytest.raises(models.ModelError, match="do not match the model card"):
+        segment(ph.ct, threshold_model)
+
+
+def test_cancel_between_windows(tmp_path, phantom_cache):
+    torch.manual_seed(0)
+    folder = models.save_model(tmp_path / "u", UNet3D(1, 2, (4, 8)).state_dict(),
+                               card("tiny-unet", {"name": "unet3d", "params": {"features": [4, 8]}},
+                                    patch=(16, 16, 16), spacing=(2.0, 2.0, 2.0)))
+    ph = phantom_cache(41, (2.0, 2.0, 2.0), fov="vessels")
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(Cancelled):
+        segment(ph.ct, folder, cancel=cancel)
+    assert len(calls) == 4
+    a = segment(ph.ct, folder, threads=1)
+    b = segment(ph.ct, folder, threads=1)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
+
+
+def test_registry_lists_user_models(threshold_model, monkeypatch, tmp_path):
+    monkeypatch.setenv("VASCULAR_CALCIUM_MODELS", str(threshold_model.parent))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.json").write_text("{not json")
+    names = {m.name: m for m in models.list_models()}
+    assert "threshold-250" in names
+    assert names["threshold-250"].labels == {"1": "bright"}
+    assert names["threshold-250"].kind == "user"
+    assert models.find_model("threshold-250").folder == threshold_model
+    with pytest.raises(models.ModelError, match="no model named"):
+        models.find_model("nope")
+    with pytest.raises(models.ModelError, match="not valid JSON"):
+        models.read_card(tmp_path / "broken")
+
+
+def test_nnunet_folder_without_nnunetv2_gives_install_hint(tmp_path, phantom_cache):
+    pytest.importorskip("torch")
+    try:
+        import nnunetv2  # noqa: F401
+        pytest.skip("nnunetv2 is installed: the end-to-end nnU-Net test covers this path")
+    except ImportError:
+        pass
+    f = tmp_path / "Dataset001_X" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (f / "fold_0").mkdir(parents=True)
+    (f / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "artery": 1,
+                                                           "calcification": 2}, "name": "X"}))
+    (f / "plans.json").write_text("{}")
+    (f / "fold_0" / "checkpoint_final.pth").write_bytes(b"0")
+    info = models.find_model(f)
+    assert info.kind == "nnunet" and info.labels == {"1": "artery", "2": "calcification"}
+    ph = phantom_cache(41, (2.0, 2.0, 2.0), fov="vessels")
+    with pytest.raises(models.ModelError, match="pip install"):
+        segment(ph.ct, f)
