@@ -1,11 +1,11 @@
-"""Command line: ``vascular-calcium demo OUTPUT_DIR`` and ``vascular-calcium run CT OUTPUT_DIR``.
+"""Command line of VascularCalcium.
 
-``demo`` generates a phantom CTA and runs everything of the pipeline that exists
-on it; ``run`` takes a CT and an artery-group label map (until the bundled
-networks land), finds calcification by a threshold method (or takes a mask) and
-writes the shortened arteries, the calcification, the branch report, the scores
-(CSV, JSON with provenance) and a picture.
-Inputs are only read; outputs go to OUTPUT_DIR.
+  vascular-calcium demo OUTPUT_DIR          the pipeline on a generated phantom CTA
+  vascular-calcium run INPUT OUTPUT_DIR     one case or a cohort (see cohort.py)
+  vascular-calcium validate COHORT.csv OUT  the published evaluation against a reference
+  vascular-calcium compare A.csv B.csv OUT  agreement of two score tables
+
+Inputs are only read; outputs go to OUTPUT_DIR, one folder per case.
 """
 
 import argparse
@@ -20,119 +20,91 @@ import SimpleITK as sitk
 from . import __version__
 
 
-def _pipeline(ct, groups, calcium, out, args, title, reference_calcium=None):
-    """Shorten, score, write files and the picture; returns 0."""
-    import pandas as pd
-    from ArteryShorteningLib import shorten_arteries
+def _options(args):
+    from .cohort import Options
 
-    from .figures import case_figure
-    from .scoring import score
-
-    t = time.perf_counter()
-    res = shorten_arteries(groups, stump_length_mm=args.stump_length,
-                           aorta_margin_mm=args.aorta_margin)
-    t_short = time.perf_counter() - t
-    t = time.perf_counter()
-    scores = score(ct, res.labelmap, calcium, groups_full=groups)
-    t_score = time.perf_counter() - t
-    sitk.WriteImage(res.labelmap, str(out / "artery_groups_shortened.nii.gz"))
-    sitk.WriteImage(calcium, str(out / "calcification.nii.gz"))
-    res.branches.to_csv(out / "shortening_report.csv", index=False)
-    scores.to_csv(out / "scores.csv")
-    table = scores.table.copy()
-    truth = None
-    if reference_calcium is not None:  # the reference scored on the same shortened arteries
-        truth = score(ct, res.labelmap, reference_calcium, groups_full=groups).table
-        table["true_calcium_mm3"] = truth.calcium_volume_mm3.values
-    shown = table[table.region.isin(["aorta", "iliac", "mesenteric", "renal", "combined"])]
-    cols = ["region", "artery_volume_mm3", "calcium_volume_mm3", "burden", "cluster_count",
-            "agatston"] + (["true_calcium_mm3"] if truth is not None else [])
-    pic = shown[cols].copy()
-    pic.columns = ["region", "artery mm³", "calcium mm³", "burden", "clusters", "Agatston"] + \
-        (["true calcium mm³"] if truth is not None else [])
-    case_figure(out / "report.png", ct, groups, res.labelmap, calcium, title=title,
-                table=pic.round(3))
-    prov = {"tool": "vascular-calcium", "version": __version__,
-            "calcification": args.calcium_method, "shortening": res.parameters,
-            "scoring": scores.parameters, "warnings": res.warnings + scores.warnings,
-            "seconds": {"shortening": round(t_short, 2), "scoring": round(t_score, 2)}}
-    (out / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
-    (out / "scores.json").write_text(json.dumps(dict(scores.to_dict(), provenance=prov),
-                                                indent=2, default=float))
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(pic.round(4).to_string(index=False))
-    print(f"\nshortening {t_short:.1f} s, scoring {t_score:.2f} s")
-    for w in res.warnings + scores.warnings:
-        print(f"warning: {w}")
-    print(f"outputs in {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
-    return 0
-
-
-def _calcium(ct, groups, method):
-    from . import thresholds
-
-    fn = thresholds.METHODS.get(method)
-    if fn is None or method == "idealised":
-        raise SystemExit(f"error: unknown calcification method {method!r}; choose one of "
-                         "fixed, display_8bit, adaptive, otsu")
-    return fn(ct, groups > 0)
+    return Options(groups_model=getattr(args, "groups_model", None),
+                   calcium_model=getattr(args, "calcium_model", None),
+                   calcium_method=args.calcium_method, stump_length_mm=args.stump_length,
+                   aorta_margin_mm=args.aorta_margin, device=getattr(args, "device", "cpu"),
+                   threads=getattr(args, "threads", None), scene=not getattr(args, "no_scene", False))
 
 
 def cmd_demo(args):
+    import pandas as pd
+
+    from .cohort import Case, process_case
     from .phantoms import make_phantom
+    from .scoring import score
 
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = out / "input"
+    inputs.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     ph = make_phantom(args.seed, spacing=tuple(args.spacing))
     print(f"phantom CTA seed {args.seed}: {ph.ct.GetSize()} voxels at {tuple(args.spacing)} mm, "
           f"{len(ph.meta['plaques'])} plaques, made in {time.perf_counter() - t:.1f} s")
-    sitk.WriteImage(ph.ct, str(out / "ct.nrrd"), True)
-    sitk.WriteImage(ph.groups, str(out / "artery_groups_reference.nii.gz"))
-    sitk.WriteImage(ph.arteries, str(out / "arteries_calcium_reference.nii.gz"))
+    sitk.WriteImage(ph.ct, str(inputs / "ct.nrrd"), True)
+    sitk.WriteImage(ph.groups, str(inputs / "artery_groups_reference.nii.gz"))
+    sitk.WriteImage(ph.arteries, str(inputs / "arteries_calcium_reference.nii.gz"))
     meta = {k: v for k, v in ph.meta.items() if k != "branches"}
-    (out / "phantom.json").write_text(json.dumps(meta, indent=2, default=str))
+    (inputs / "phantom.json").write_text(json.dumps(meta, indent=2, default=str))
     print("note: artery groups come from the phantom's reference labels (no bundled network "
           f"yet); calcification from the '{args.calcium_method}' threshold method")
-    calcium = _calcium(ph.ct, ph.groups, args.calcium_method)
-    return _pipeline(ph.ct, ph.groups, calcium, out, args, f"phantom seed {args.seed}",
-                     reference_calcium=ph.arteries == 2)
-
-
-def _read(path, what):
-    p = Path(path)
-    if not p.exists():
-        raise SystemExit(f"error: {what} {p} does not exist")
-    if p.is_dir():
-        reader = sitk.ImageSeriesReader()
-        files = reader.GetGDCMSeriesFileNames(str(p))
-        if not files:
-            raise SystemExit(f"error: {p} holds no DICOM series; pass a NIfTI/NRRD/MHA file or a "
-                             "DICOM series folder")
-        reader.SetFileNames(files)
-        return reader.Execute()
-    return sitk.ReadImage(str(p))
+    case = Case(f"phantom{args.seed}", str(inputs / "ct.nrrd"),
+                groups=str(inputs / "artery_groups_reference.nii.gz"))
+    res = process_case(case, out, _options(args))
+    if res["status"] != "ok":
+        print(f"error: {res.get('error')}")
+        return 1
+    folder = out / case.case_id
+    table = pd.read_csv(folder / "scores.csv")
+    short = sitk.ReadImage(str(folder / "arteries.nii.gz"))
+    truth = score(ph.ct, short, ph.arteries == 2, groups_full=ph.groups).table
+    table["true_calcium_mm3"] = truth.calcium_volume_mm3.values
+    cols = ["region", "artery_volume_mm3", "calcium_volume_mm3", "true_calcium_mm3", "burden",
+            "cluster_count", "agatston"]
+    with pd.option_context("display.width", 200):
+        print(table[table.region.isin(["aorta", "iliac", "mesenteric", "renal", "combined"])][cols]
+              .round(4).to_string(index=False))
+    record = json.loads((folder / "scores.json").read_text())
+    for f in record["qc"]:
+        print(f"QC {f['code']}: {f['message']}")
+    for w in record["warnings"]:
+        print(f"warning: {w}")
+    print(f"processed in {record['seconds']} s; outputs in {folder}: "
+          + ", ".join(sorted(p.name for p in folder.iterdir())))
+    return 0
 
 
 def cmd_run(args):
-    ct = _read(args.input, "input CT")
-    if not args.groups:
-        raise SystemExit("error: no bundled segmentation network yet: pass the artery-group "
-                         "label map with --groups FILE (1 aorta, 2 iliac, 3 mesenteric, 4 renal)")
-    groups = _read(args.groups, "artery-group label map")
-    if groups.GetSize() != ct.GetSize():
-        groups = sitk.Resample(groups, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    groups = sitk.Cast(groups, sitk.sitkUInt8)
-    if args.calcium:
-        calcium = _read(args.calcium, "calcification mask")
-        if calcium.GetSize() != ct.GetSize():
-            calcium = sitk.Resample(calcium, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-        calcium = sitk.Cast(calcium > 0, sitk.sitkUInt8)
-    else:
-        calcium = _calcium(ct, groups, args.calcium_method)
-    return _pipeline(ct, groups, calcium, out, args, Path(args.input).name)
+    from .cohort import discover, run_cohort
+
+    try:
+        cases = discover(args.input)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}")
+    if args.groups or args.calcium:
+        if len(cases) != 1:
+            raise SystemExit("error: --groups/--calcium go with a single input case; for a "
+                             "cohort give 'groups'/'calcium' columns in a CSV case list")
+        cases[0].groups, cases[0].calcium = args.groups, args.calcium
+    shard = None
+    if args.shard:
+        try:
+            i, n = (int(v) for v in args.shard.split("/"))
+            assert 0 <= i < n
+        except (ValueError, AssertionError):
+            raise SystemExit("error: --shard takes i/N with 0 <= i < N, e.g. --shard 0/4")
+        shard = (i, n)
+    print(f"{len(cases)} case(s) found in {args.input}" +
+          (f"; shard {shard[0]}/{shard[1]}" if shard else ""), flush=True)
+    summaries = run_cohort(cases, args.output, _options(args), workers=args.workers, shard=shard,
+                           log=lambda m: print(m, flush=True))
+    failed = [s for s in summaries if s["status"] == "failed"]
+    ok = [s for s in summaries if s["status"] != "failed"]
+    print(f"done: {len(ok)} ok/skipped, {len(failed)} failed; outputs in {args.output}")
+    return 1 if failed else 0
 
 
 def cmd_validate(args):
@@ -185,9 +157,16 @@ def build_parser():
                             ("run", cmd_run, "run the pipeline on a CT")):
         p = sub.add_parser(name, help=help_)
         if name == "run":
-            p.add_argument("input", help="CT file (NIfTI, NRRD, MHA) or DICOM series folder")
-            p.add_argument("--groups", help="artery-group label map (1-4) on the CT")
-            p.add_argument("--calcium", help="calcification mask on the CT (else a threshold method)")
+            p.add_argument("input", help="CT file (NIfTI, NRRD, MHA), DICOM series folder, folder "
+                           "of those, or CSV case list (case_id, ct[, groups, calcium])")
+            p.add_argument("--groups", help="artery-group label map (1-4) of a single case")
+            p.add_argument("--calcium", help="calcification mask of a single case")
+            p.add_argument("--groups-model", help="artery-group model (registry name or folder)")
+            p.add_argument("--calcium-model", help="artery/calcification model (label 2 = calcium)")
+            p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+            p.add_argument("--threads", type=int, help="torch threads per worker")
+            p.add_argument("--workers", type=int, default=1, help="cases processed in parallel")
+            p.add_argument("--shard", help="i/N: process every N-th case from the i-th (array jobs)")
         p.add_argument("output", help="output folder (created)")
         if name == "demo":
             p.add_argument("--seed", type=int, default=0)
@@ -197,6 +176,8 @@ def build_parser():
         p.add_argument("--calcium-method", default="adaptive",
                        help="threshold method when no calcification mask/network: adaptive "
                             "(default), fixed (470 HU), display_8bit, otsu")
+        p.add_argument("--no-scene", action="store_true",
+                       help="skip the .seg.nrrd and .mrb files (they need slicer-core)")
         p.set_defaults(func=fn)
     p = sub.add_parser("validate", help="the published evaluation of a cohort against a "
                        "reference (CSV: case_id, ct, ref_groups, ref_calcium, auto_groups, auto_calcium)")

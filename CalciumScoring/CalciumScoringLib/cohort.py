@@ -1,0 +1,290 @@
+"""Headless processing of one case or a whole cohort, safely.
+
+- Inputs are only read.  Each case is written to a temporary folder inside OUTPUT
+  and renamed to ``OUTPUT/<case>/`` when complete, so an interrupted run never
+  leaves a half-written case that looks finished; finished cases are skipped on
+  the next run (resumable).
+- One failing case never stops the cohort: its error goes to
+  ``OUTPUT/<case>.error.json`` and ``OUTPUT/errors.csv``; the exit code counts failures.
+- ``shard=(i, n)`` processes every n-th case starting at i (array jobs on a
+  cluster); ``workers`` runs cases in parallel processes.  :func:`process_case` is a
+  plain function of picklable arguments, so it also runs unchanged on a Dask or
+  other distributed executor.
+"""
+
+import json
+import os
+import shutil
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from . import __version__
+from . import qc
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+
+
+@dataclass
+class Case:
+    case_id: str
+    ct: str
+    groups: str = None
+    calcium: str = None
+
+
+@dataclass
+class Options:
+    groups_model: str = None
+    calcium_model: str = None
+    calcium_method: str = "adaptive"
+    stump_length_mm: float = 25.0
+    aorta_margin_mm: float = 10.0
+    device: str = "cpu"
+    threads: int = None
+    scene: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _stem(p):
+    name = Path(p).name
+    for s in IMAGE_SUFFIXES:
+        if name.lower().endswith(s):
+            return name[: -len(s)]
+    return Path(p).stem
+
+
+def _is_dicom_dir(p):
+    return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)))
+
+
+def discover(input_path):
+    """Cases of INPUT: an image file, a DICOM series folder, a folder of files/series, or a CSV."""
+    p = Path(input_path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist")
+    if p.is_file() and p.suffix.lower() == ".csv":
+        df = pd.read_csv(p)
+        if "ct" not in df.columns:
+            raise ValueError(f"{p}: a case list needs a 'ct' column (and optionally case_id, "
+                             "groups, calcium)")
+        base = p.resolve().parent
+        cases = []
+        for i, r in df.iterrows():
+            def path(col):
+                v = r.get(col)
+                return str(base / v) if isinstance(v, str) and v and not Path(v).is_absolute() \
+                    else (v if isinstance(v, str) and v else None)
+            cid = str(r["case_id"]) if "case_id" in df.columns else _stem(r["ct"])
+            cases.append(Case(cid, path("ct"), path("groups"), path("calcium")))
+        return cases
+    if p.is_file():
+        return [Case(_stem(p), str(p))]
+    if _is_dicom_dir(p):
+        return [Case(p.name, str(p))]
+    cases = []
+    for child in sorted(p.iterdir()):
+        if child.is_file() and child.name.lower().endswith(IMAGE_SUFFIXES):
+            cases.append(Case(_stem(child), str(child)))
+        elif child.is_dir() and _is_dicom_dir(child):
+            cases.append(Case(child.name, str(child)))
+    if not cases:
+        raise ValueError(f"{p} holds no CT files ({', '.join(IMAGE_SUFFIXES)}) or DICOM series")
+    return cases
+
+
+def read_ct(path):
+    """A CT from a file or a DICOM series folder; clear errors for empty or truncated series."""
+    p = Path(path)
+    if p.is_dir():
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p))
+        if not ids:
+            raise qc.InputError(f"{p} holds no DICOM series")
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p), ids[0])
+        if len(files) < 2:
+            raise qc.InputError(f"the DICOM series in {p} has {len(files)} slice(s): incomplete")
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(files)
+        img = reader.Execute()
+        z = []
+        for f in files:
+            r = sitk.ImageFileReader()
+            r.SetFileName(f)
+            r.ReadImageInformation()
+            z.append(np.array(r.GetOrigin()))
+        gaps = np.linalg.norm(np.diff(np.array(z), axis=0), axis=1)
+        if len(gaps) and gaps.max() > 1.5 * np.median(gaps) + 1e-3:
+            raise qc.InputError(f"the DICOM series in {p} has missing slices (gap "
+                                f"{gaps.max():.2f} mm vs {np.median(gaps):.2f} mm): re-export it")
+        return img
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist")
+    return sitk.ReadImage(str(p))
+
+
+def _on_grid(img, ct, name):
+    if img.GetSize() == ct.GetSize() and np.allclose(img.GetOrigin(), ct.GetOrigin(), atol=1e-3) \
+            and np.allclose(img.GetSpacing(), ct.GetSpacing(), atol=1e-4):
+        return img
+    return sitk.Resample(img, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+
+
+def _artery_groups(case, ct, o):
+    if case.groups:
+        return sitk.Cast(_on_grid(read_ct(case.groups), ct, "groups"), sitk.sitkUInt8), \
+            {"source": case.groups}
+    if o.groups_model:
+        from .inference import find_model, segment
+
+        info = find_model(o.groups_model)
+        lab = segment(ct, info, device=o.device, threads=o.threads)
+        return lab, {"model": info.name, "version": info.version,
+                     "sha256": info.card.get("sha256")}
+    raise qc.InputError("no artery source: give --groups-model NAME or a 'groups' column/"
+                        "--groups file (no bundled artery network is installed yet)")
+
+
+def _calcium(case, ct, groups, o):
+    from . import thresholds
+
+    if case.calcium:
+        return sitk.Cast(_on_grid(read_ct(case.calcium), ct, "calcium") > 0, sitk.sitkUInt8), \
+            {"source": case.calcium}
+    if o.calcium_model:
+        from .inference import find_model, segment
+
+        info = find_model(o.calcium_model)
+        lab = segment(ct, info, device=o.device, threads=o.threads)
+        return sitk.Cast(lab == 2, sitk.sitkUInt8), {"model": info.name, "version": info.version,
+                                                     "sha256": info.card.get("sha256")}
+    fn = thresholds.METHODS.get(o.calcium_method)
+    if fn is None or o.calcium_method == "idealised":
+        raise ValueError(f"unknown calcification method {o.calcium_method!r}")
+    img = fn(ct, groups > 0)
+    return img, {"method": o.calcium_method, "threshold_hu": float(img.GetMetaData("threshold_hu"))}
+
+
+def process_case(case, out_root, options):
+    """Process one case into ``out_root/<case_id>/``; returns a summary dict (never raises)."""
+    from ArteryShorteningLib import shorten_arteries
+
+    from .figures import case_figure
+    from .scoring import score
+
+    case, o = Case(**case) if isinstance(case, dict) else case, \
+        Options(**options) if isinstance(options, dict) else options
+    out_root = Path(out_root)
+    final = out_root / case.case_id
+    if (final / "scores.json").exists():
+        return {"case_id": case.case_id, "status": "skipped (done)"}
+    tmp = out_root / f".tmp-{case.case_id}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    t0 = time.perf_counter()
+    try:
+        ct = read_ct(case.ct)
+        flags = qc.check_ct(ct)
+        ct = qc.clean_ct(ct)
+        groups, groups_src = _artery_groups(case, ct, o)
+        calcium, calcium_src = _calcium(case, ct, groups, o)
+        short = shorten_arteries(groups, stump_length_mm=o.stump_length_mm,
+                                 aorta_margin_mm=o.aorta_margin_mm)
+        result = score(ct, short.labelmap, calcium, groups_full=groups)
+        flags += qc.check_result(ct, groups, calcium)
+        if any(f["code"] == "thick_slices" for f in flags):
+            result.warnings.append("scores flagged: slices thicker than 5 mm")
+        prov = {"tool": "vascular-calcium", "version": __version__, "case_id": case.case_id,
+                "input": case.ct, "arteries": groups_src, "calcification": calcium_src,
+                "shortening": short.parameters, "scoring": result.parameters,
+                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        sitk.WriteImage(groups, str(tmp / "arteries_full.nii.gz"))
+        sitk.WriteImage(short.labelmap, str(tmp / "arteries.nii.gz"))
+        sitk.WriteImage(calcium, str(tmp / "calcifications.nii.gz"))
+        short.branches.to_csv(tmp / "shortening_report.csv", index=False)
+        table = result.table.copy()
+        table.insert(0, "case_id", case.case_id)
+        table.to_csv(tmp / "scores.csv", index=False)
+        if o.scene:
+            try:
+                from .case_export import write_case_scene
+
+                write_case_scene(tmp, case.case_id, ct, groups, short.labelmap, calcium,
+                                 result.table, prov)
+            except ImportError:
+                flags.append(qc.flag("no_scene", "slicer-core is not installed: no .seg.nrrd/.mrb "
+                                     "written (pip install slicer-core)"))
+        shown = result.table[result.table.region.isin(["aorta", "iliac", "mesenteric", "renal",
+                                                       "combined"])]
+        pic = shown[["region", "burden", "calcium_volume_mm3", "cluster_count", "agatston"]].round(4)
+        title = case.case_id + ("  QC: " + ", ".join(f["code"] for f in flags) if flags else "")
+        case_figure(tmp / "report.png", ct, groups, short.labelmap, calcium, title=title, table=pic)
+        record = dict(result.to_dict(), provenance=prov, qc=flags,
+                      warnings=short.warnings + result.warnings,
+                      seconds=round(time.perf_counter() - t0, 2))
+        (tmp / "scores.json").write_text(json.dumps(record, indent=2, default=float))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)  # atomic: the case appears complete or not at all
+        err = out_root / f"{case.case_id}.error.json"
+        if err.exists():
+            err.unlink()
+        return {"case_id": case.case_id, "status": "ok", "qc": ";".join(f["code"] for f in flags),
+                "seconds": record["seconds"]}
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        (out_root / f"{case.case_id}.error.json").write_text(json.dumps(
+            {"case_id": case.case_id, "input": case.ct, "error": f"{type(exc).__name__}: {exc}",
+             "traceback": traceback.format_exc()}, indent=2))
+        return {"case_id": case.case_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def run_cohort(cases, out_root, options, workers=1, shard=None, log=print):
+    """Process cases (optionally one shard), write cohort_scores.csv and errors.csv.
+
+    Returns the list of per-case summaries; failures have ``status == "failed"``.
+    """
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    ids = [c.case_id for c in cases]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"duplicate case ids {dup}: give each case a unique case_id")
+    if shard:
+        i, n = shard
+        cases = cases[i::n]
+    opts = asdict(options) if not isinstance(options, dict) else options
+    t0, done, summaries = time.perf_counter(), 0, []
+
+    def report(s):
+        nonlocal done
+        done += 1
+        summaries.append(s)
+        el = time.perf_counter() - t0
+        eta = el / done * (len(cases) - done)
+        log(f"[{done}/{len(cases)}] {s['case_id']}: {s['status']}"
+            f"{' (' + s.get('error', '') + ')' if s['status'] == 'failed' else ''}"
+            f"  elapsed {el:.0f} s, ETA {eta:.0f} s")
+
+    if workers > 1 and len(cases) > 1:
+        with ProcessPoolExecutor(workers) as ex:
+            futs = [ex.submit(process_case, asdict(c), str(out_root), opts) for c in cases]
+            for f in as_completed(futs):
+                report(f.result())
+    else:
+        for c in cases:
+            report(process_case(c, out_root, opts))
+    frames = [pd.read_csv(out_root / c.case_id / "scores.csv") for c in cases
+              if (out_root / c.case_id / "scores.csv").exists()]
+    name = "cohort_scores.csv" if not shard else f"cohort_scores.shard{shard[0]}of{shard[1]}.csv"
+    if frames:
+        pd.concat(frames, ignore_index=True).to_csv(out_root / name, index=False)
+    errs = [s for s in summaries if s["status"] == "failed"]
+    pd.DataFrame(errs, columns=["case_id", "status", "error"]).to_csv(
+        out_root / ("errors.csv" if not shard else f"errors.shard{shard[0]}of{shard[1]}.csv"),
+        index=False)
+    return summaries

@@ -1,0 +1,149 @@
+"""Input checks and quality-control flags for a CT before and after processing.
+
+``check_ct`` refuses what cannot be processed (:class:`InputError`, with a message
+that says what to do) and returns flags for what can be processed with care.
+``check_result`` adds flags that need the segmentation (no contrast in the lumen,
+metal near the arteries, aorta cut by the field of view, no arteries found).
+
+Every flag is a short code plus a sentence: ``{"code": ..., "message": ...}``.
+"""
+
+import numpy as np
+import SimpleITK as sitk
+
+#: refuse volumes whose processing is estimated above this fraction of free memory
+MEMORY_FRACTION = 0.6
+#: bytes of working memory per CT voxel (float copies, labels, resampling), measured
+BYTES_PER_VOXEL = 40
+#: metal (> 2500 HU) this close to the arteries is flagged (streak artefacts reach far)
+METAL_DISTANCE_MM = 50.0
+
+
+class InputError(ValueError):
+    """A CT that cannot be processed; the message says what to do."""
+
+
+def flag(code, message):
+    return {"code": code, "message": message}
+
+
+def available_memory():
+    """Free memory in bytes (MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_ct(ct, memory=None):
+    """Refuse unusable CTs; return the list of QC flags of a usable one."""
+    flags = []
+    if ct.GetDimension() == 2 or (ct.GetDimension() == 3 and min(ct.GetSize()) == 1):
+        raise InputError("the image is 2D (one slice): a CT volume of the abdomen is needed")
+    if ct.GetDimension() != 3:
+        raise InputError(f"the image is {ct.GetDimension()}D: pass one 3D CT volume (split 4D "
+                         "series into their phases first)")
+    if ct.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"the image has {ct.GetNumberOfComponentsPerPixel()} components per "
+                         "voxel (colour or vector image): pass a grey-level CT in HU")
+    sp = np.array(ct.GetSpacing())
+    if np.any(~np.isfinite(sp)) or np.any(sp <= 0):
+        raise InputError(f"invalid voxel spacing {tuple(sp)}: the file lacks geometry; "
+                         "convert it again from DICOM or set the spacing")
+    need = int(np.prod(ct.GetSize())) * BYTES_PER_VOXEL
+    free = available_memory() if memory is None else memory
+    if free is not None and need > MEMORY_FRACTION * free:
+        raise InputError(f"the volume needs about {need / 2**30:.1f} GiB but {free / 2**30:.1f} GiB "
+                         "are free: crop it to the abdomen or run on a larger machine")
+    arr = sitk.GetArrayViewFromImage(ct)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            flags.append(flag("nan_voxels", f"{int(bad.sum())} NaN/Inf voxels replaced by -1024 HU"))
+    sample = arr[::max(arr.shape[0] // 16, 1), ::4, ::4]
+    sample = sample[np.isfinite(sample)] if arr.dtype.kind == "f" else sample.ravel()
+    values = np.unique(sample)
+    if len(values) <= 16 and values.min() >= 0 and values.max() <= 255:
+        raise InputError(f"the image holds only {len(values)} distinct small values "
+                         f"({values[:8].tolist()}...): it looks like a label map, not a CT")
+    lo, hi = np.percentile(sample, [1, 99.5]) if sample.size else (0, 0)
+    if lo > -50 or hi < 100 or hi > 20000:  # an abdomen always holds fat (about -100 HU)
+        raise InputError(f"intensities {lo:.0f}..{hi:.0f} are not CT Hounsfield units (fat "
+                         "should be near -100 HU, air near -1000 HU): is this an MR image or "
+                         "unscaled CT? Apply the DICOM rescale slope/intercept or pass a CT")
+    if sp[2] > 5.0:
+        flags.append(flag("thick_slices", f"slice spacing {sp[2]:.1f} mm > 5 mm: small "
+                          "calcifications are missed and scores are unreliable"))
+    D = np.array(ct.GetDirection()).reshape(3, 3)
+    if not np.allclose(np.abs(D), np.eye(3), atol=1e-3):
+        flags.append(flag("oblique", "oblique volume: processed in patient coordinates; Agatston "
+                          "lesions are defined on the image's own (oblique) slices"))
+    return flags
+
+
+def clean_ct(ct):
+    """A float-free int16-range copy with NaN/Inf replaced by -1024 HU (input untouched)."""
+    arr = sitk.GetArrayViewFromImage(ct)
+    if arr.dtype.kind != "f" or np.all(np.isfinite(arr)):
+        return ct
+    fixed = np.where(np.isfinite(arr), arr, -1024.0).astype(np.float32)
+    out = sitk.GetImageFromArray(fixed)
+    out.CopyInformation(ct)
+    return out
+
+
+def _metal_near(arr, arteries, spacing_kji, distance_mm):
+    from scipy import ndimage
+
+    from .imagecheck import crop_box
+
+    pad = [int(np.ceil(distance_mm / s)) for s in spacing_kji]
+    box = crop_box(arteries, pad=0)
+    box = tuple(slice(max(b.start - p, 0), b.stop + p) for b, p in zip(box, pad))
+    bright = arr[box] > 2500
+    if not bright.any():
+        return 0
+    dist = ndimage.distance_transform_edt(~arteries[box], sampling=spacing_kji)
+    return int(np.count_nonzero(bright & (dist <= distance_mm)))
+
+
+def check_result(ct, groups, calcium=None):
+    """QC flags that need the artery groups (and optionally the calcification)."""
+    flags = []
+    g = sitk.GetArrayViewFromImage(groups)
+    if not g.any():
+        return [flag("no_arteries", "no arteries found: check the input is an abdominal CT(A) "
+                     "and the artery segmentation")]
+    arr = sitk.GetArrayViewFromImage(ct)
+    from scipy import ndimage
+
+    aorta = g == 1
+    if not aorta.any():
+        flags.append(flag("no_aorta", "no aorta found: scores of side arteries are not comparable"))
+    else:
+        core = ndimage.binary_erosion(aorta, iterations=2)
+        core = core if core.any() else aorta
+        calc = sitk.GetArrayViewFromImage(calcium) > 0 if calcium is not None else np.zeros_like(core)
+        lumen = arr[core & ~calc]
+        med = float(np.median(lumen)) if lumen.size else float("nan")
+        if med < 150:
+            flags.append(flag("no_contrast", f"aortic lumen median {med:.0f} HU < 150 HU: no "
+                              "arterial contrast; network and adaptive-threshold calcification "
+                              "are unreliable (non-contrast scan or late phase)"))
+        border = np.zeros(aorta.shape, bool)
+        border[[0, -1], :, :] = True
+        border[:, [0, -1], :] = True
+        border[:, :, [0, -1]] = True
+        if np.any(aorta & border):
+            flags.append(flag("aorta_truncated", "the aorta touches the border of the volume: the "
+                              "field of view cuts it, so its burden covers less anatomy"))
+    n_metal = _metal_near(arr, g > 0, ct.GetSpacing()[::-1], METAL_DISTANCE_MM)
+    if n_metal >= 3:
+        flags.append(flag("metal", f"{n_metal} voxels above 2500 HU within {METAL_DISTANCE_MM:g} mm "
+                          "of the arteries (stent, screw, implant): streaks may be counted as "
+                          "calcium"))
+    return flags

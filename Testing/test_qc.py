@@ -1,0 +1,111 @@
+"""Bad input gets a clear message or a QC flag (issue: cohort processing)."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from CalciumScoringLib import qc
+from CalciumScoringLib.cohort import read_ct
+
+
+def ct_like(arr, spacing=(1.0, 1.0, 1.0), direction=None):
+    im = sitk.GetImageFromArray(arr)
+    im.SetSpacing(spacing)
+    if direction is not None:
+        im.SetDirection(direction)
+    return im
+
+
+def body(shape=(20, 40, 40)):
+    a = np.full(shape, -1000, np.int16)
+    a[:, 5:35, 5:35] = 40
+    a[:, 15:20, 15:20] = 300
+    return a
+
+
+def test_usable_ct_has_no_flags():
+    assert qc.check_ct(ct_like(body())) == []
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: sitk.Image(30, 30, sitk.sitkInt16), "2D"),
+    (lambda: ct_like(body()[:1]), "2D"),
+    (lambda: sitk.Image([10, 10, 10, 3], sitk.sitkInt16), "4D"),
+    (lambda: sitk.Compose([ct_like(body())] * 3), "components"),
+    (lambda: ct_like(np.random.default_rng(0).integers(0, 4, (20, 40, 40)).astype(np.uint8)),
+     "label map"),
+    (lambda: ct_like((np.random.default_rng(0).random((20, 40, 40)) * 800).astype(np.int16)),
+     "not CT Hounsfield"),
+])
+def test_unusable_input_is_refused_with_a_message(make, match):
+    with pytest.raises(qc.InputError, match=match):
+        qc.check_ct(make())
+
+
+def test_memory_estimate_refuses_before_processing():
+    with pytest.raises(qc.InputError, match="GiB"):
+        qc.check_ct(ct_like(body()), memory=1000)
+
+
+def test_flags_thick_oblique_nan():
+    assert [f["code"] for f in qc.check_ct(ct_like(body(), (0.8, 0.8, 6.0)))] == ["thick_slices"]
+    a = np.deg2rad(20)
+    D = (np.cos(a), -np.sin(a), 0, np.sin(a), np.cos(a), 0, 0, 0, 1)
+    assert [f["code"] for f in qc.check_ct(ct_like(body(), direction=D))] == ["oblique"]
+    f = body().astype(np.float32)
+    f[3, 3, 3] = np.nan
+    f[4, 4, 4] = np.inf
+    im = ct_like(f)
+    flags = qc.check_ct(im)
+    assert flags[0]["code"] == "nan_voxels" and "2 NaN" in flags[0]["message"]
+    clean = qc.clean_ct(im)
+    assert np.isfinite(sitk.GetArrayViewFromImage(clean)).all()
+    assert np.isnan(sitk.GetArrayViewFromImage(im)[3, 3, 3])  # the input is untouched
+
+
+def test_result_flags_on_phantoms(phantom_cache):
+    from CalciumScoringLib.phantoms import make_phantom
+
+    ph = make_phantom(50, spacing=(1.5, 1.5, 1.5), fov="vessels", lumen_hu=90.0, metal=True,
+                      margin_mm=60.0)
+    codes = {f["code"] for f in qc.check_result(ph.ct, ph.groups, ph.arteries == 2)}
+    assert {"no_contrast", "metal"} <= codes and "aorta_truncated" not in codes
+    ok = phantom_cache(2, (2.0, 2.0, 2.0), fov="vessels")
+    codes = {f["code"] for f in qc.check_result(ok.ct, ok.groups, ok.arteries == 2)}
+    assert "no_contrast" not in codes and "aorta_truncated" not in codes
+    lo = np.array(ok.meta["branches"]["aorta"]["centerline_lps"]).min(0) - 60
+    hi = np.array(ok.meta["branches"]["aorta"]["centerline_lps"]).max(0) + 60
+    hi[2] = 0.0  # the field of view ends at the celiac trunk: the aorta is cut
+    cut = make_phantom(2, spacing=(2.0, 2.0, 2.0), fov=(lo.tolist(), hi.tolist()))
+    codes = {f["code"] for f in qc.check_result(cut.ct, cut.groups)}
+    assert "aorta_truncated" in codes
+    assert [f["code"] for f in qc.check_result(ok.ct, ok.groups * 0)] == ["no_arteries"]
+
+
+def test_dicom_series_empty_and_truncated(shared_data, tmp_path):
+    import shutil
+
+    src = shared_data / "ts_dicom_series" / "dicom"
+    img = read_ct(src)
+    assert img.GetSize() == (512, 512, 20)
+    assert qc.check_ct(img) == [] or all(f["code"] != "thick_slices" for f in qc.check_ct(img))
+    files = sorted(src.iterdir())
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in files[:8] + files[10:]:  # two slices missing in the middle
+        shutil.copy(f, broken / f.name)
+    with pytest.raises(qc.InputError, match="missing slices"):
+        read_ct(broken)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(qc.InputError, match="no DICOM"):
+        read_ct(empty)
+
+
+def test_real_noncontrast_ct_is_flagged(shared_data):
+    ct = sitk.ReadImage(str(shared_data / "ts_abdomen_ct" / "ct.nii.gz"))
+    groups = sitk.ReadImage(str(shared_data / "ts_abdomen_ct" / "groups.nii.gz"))
+    assert qc.check_ct(ct) == [] or {f["code"] for f in qc.check_ct(ct)} <= {"oblique"}
+    codes = {f["code"] for f in qc.check_result(ct, sitk.Cast(groups, sitk.sitkUInt8))}
+    assert "no_contrast" in codes
+    assert "metal" in codes  # the hip implant next to the iliac arteries

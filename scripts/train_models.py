@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Train the bundled networks on randomised phantoms (2 CPU cores; checkpoints and resumes).
+
+    python scripts/train_models.py artery-groups --minutes 40
+    python scripts/train_models.py arteries-calcium --minutes 40
+    python scripts/train_models.py artery-groups --export   # write the model folder + card
+
+Not installed into Slicer.  Training data: phantoms (CalciumScoringLib.phantoms) with
+strong randomisation of what differs between scanners and patients (contrast level,
+tissue intensities, noise, blur, bias field, slice spacing, field of view, gas, oral
+contrast, metal, anatomy).  Seeds >= 100000 are never used for training: they are the
+held-out validation phantoms.  Everything (checkpoint, log, cache) lives in
+``training/<model>/`` (git-ignored); ``--export`` writes
+``CalciumScoring/Resources/Models/<model>/`` with the measured validation metrics.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from CalciumScoringLib.inference import _resample, normalise, segment
+from CalciumScoringLib.models import save_model
+from CalciumScoringLib.networks import UNet3D
+from CalciumScoringLib.phantoms import make_phantom
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {
+    "artery-groups": {"labels": {"1": "aorta", "2": "iliac", "3": "mesenteric", "4": "renal"},
+                      "spacing_mm": [2.0, 2.0, 2.0], "patch_size": [64, 64, 64],
+                      "features": [8, 16, 32, 64], "target": "groups"},
+    "arteries-calcium": {"labels": {"1": "artery", "2": "calcification"},
+                         "spacing_mm": [1.0, 1.0, 1.0], "patch_size": [64, 64, 64],
+                         "features": [12, 24, 48, 96], "target": "arteries"},
+}
+NORM = {"type": "ct", "clip": [-1024.0, 2000.0], "mean": 100.0, "std": 300.0}
+VALIDATION_SEEDS = list(range(100000, 100006))
+
+
+def random_options(rng):
+    """Scanner and patient variation drawn per training phantom."""
+    return dict(
+        spacing=tuple(rng.choice([0.7, 0.8, 0.9, 1.0], 1).tolist() * 2 + [float(rng.choice([0.625, 1.0, 1.5, 2.0, 3.0]))]),
+        lumen_hu=float(rng.uniform(150, 650)), noise_hu=float(rng.uniform(5, 35)),
+        pv_sigma_mm=float(rng.uniform(0.3, 1.2)), bias_hu=float(rng.uniform(0, 40)),
+        gas_bubbles=int(rng.integers(0, 8)), oral_contrast=int(rng.integers(0, 3)),
+        metal=bool(rng.random() < 0.15), accessory_renal=bool(rng.random() < 0.3),
+        n_plaques=int(rng.integers(4, 30)), fov="vessels", margin_mm=float(rng.uniform(20, 60)),
+        plaque_hu=(250.0, 1500.0))
+
+
+def sample(seed, cfg, rng=None):
+    """(image array normalised, target array) of one phantom on the model grid."""
+    rng = rng or np.random.default_rng(seed)
+    o = random_options(rng)
+    spacing = o.pop("spacing")
+    ph = make_phantom(seed, spacing=spacing, **o)
+    ct = _resample(sitk.Cast(ph.ct, sitk.sitkFloat32), cfg["spacing_mm"], sitk.sitkLinear, -1024.0)
+    tgt = sitk.Resample(getattr(ph, cfg["target"]), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    return normalise(sitk.GetArrayFromImage(ct), NORM), sitk.GetArrayFromImage(tgt).astype(np.int64)
+
+
+def patch_of(x, y, patch, rng, fg_prob=0.7):
+    p = patch
+    pads = [(0, max(q - n, 0)) for q, n in zip(p, x.shape)]
+    x = np.pad(x, pads, constant_values=float(x.min()))
+    y = np.pad(y, pads)
+    if rng.random() < fg_prob and y.any():
+        labels = np.unique(y[y > 0])
+        lab = rng.choice(labels)  # balance classes: rare calcium is picked as often as arteries
+        idx = np.argwhere(y == lab)
+        c = idx[rng.integers(len(idx))]
+        start = [int(np.clip(ci - q // 2 + rng.integers(-q // 4, q // 4 + 1), 0, n - q))
+                 for ci, q, n in zip(c, p, x.shape)]
+    else:
+        start = [int(rng.integers(0, n - q + 1)) for q, n in zip(p, x.shape)]
+    sl = tuple(slice(s, s + q) for s, q in zip(start, p))
+    return x[sl], y[sl]
+
+
+def loss_fn(logits, y, ncls):
+    ce = F.cross_entropy(logits, y)
+    prob = logits.softmax(1)
+    onehot = F.one_hot(y, ncls).permute(0, 4, 1, 2, 3).float()
+    inter = (prob * onehot).sum((0, 2, 3, 4))
+    dice = (2 * inter + 1e-5) / (prob.sum((0, 2, 3, 4)) + onehot.sum((0, 2, 3, 4)) + 1e-5)
+    return ce + (1 - dice[1:].mean())
+
+
+def train(name, minutes, threads, pool_size, log):
+    cfg = CONFIGS[name]
+    torch.set_num_threads(threads)
+    work = ROOT / "training" / name
+    work.mkdir(parents=True, exist_ok=True)
+    ncls = len(cfg["labels"]) + 1
+    net = UNet3D(1, ncls, cfg["features"])
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    state = {"iteration": 0, "seed": 0, "history": []}
+    ck = work / "checkpoint.pt"
+    if ck.exists():
+        saved = torch.load(ck, weights_only=False)
+        net.load_state_dict(saved["net"])
+        opt.load_state_dict(saved["opt"])
+        state = saved["state"]
+        log(f"resumed at iteration {state['iteration']}")
+    rng = np.random.default_rng(state["iteration"] + 12345)
+    pool = []
+    t_end = time.time() + 60 * minutes
+    t_ck = time.time()
+    patch = tuple(cfg["patch_size"][::-1])
+    while time.time() < t_end:
+        if len(pool) < pool_size or rng.random() < 0.05:  # refresh the phantom pool slowly
+            seed = state["seed"]
+            state["seed"] += 1
+            item = sample(seed, cfg)
+            pool = (pool + [item])[-pool_size:]
+        xs, ys = zip(*[patch_of(*pool[rng.integers(len(pool))], patch, rng) for _ in range(2)])
+        x = torch.from_numpy(np.stack(xs)[:, None].copy())
+        if rng.random() < 0.5:  # intensity augmentation on top of the phantom randomisation
+            x = x * float(rng.uniform(0.9, 1.1)) + float(rng.uniform(-0.1, 0.1))
+        y = torch.from_numpy(np.stack(ys).copy())
+        lr = 2e-3 * max(0.05, 1 - state["iteration"] / 20000)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad()
+        loss = loss_fn(net(x), y, ncls)
+        loss.backward()
+        opt.step()
+        state["iteration"] += 1
+        if state["iteration"] % 20 == 0:
+            state["history"].append((state["iteration"], float(loss)))
+            log(f"it {state['iteration']} loss {float(loss):.4f} lr {lr:.2e} phantoms {state['seed']}")
+        if time.time() - t_ck > 300:
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "state": state}, ck)
+            t_ck = time.time()
+    torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "state": state}, ck)
+    log(f"checkpoint at iteration {state['iteration']}")
+    return net
+
+
+def evaluate(folder, cfg, log):
+    """Dice per label and calcified volume error on the held-out phantoms."""
+    dices = {k: [] for k in cfg["labels"]}
+    for seed in VALIDATION_SEEDS:
+        rng = np.random.default_rng(seed)
+        o = random_options(rng)
+        ph = make_phantom(seed, spacing=o.pop("spacing"), **o)
+        pred = sitk.GetArrayFromImage(segment(ph.ct, folder, threads=2))
+        ref = sitk.GetArrayFromImage(getattr(ph, cfg["target"]))
+        for k in cfg["labels"]:
+            a, b = pred == int(k), ref == int(k)
+            dices[k].append(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+        log(f"validation seed {seed}: " + ", ".join(f"{cfg['labels'][k]} {v[-1]:.3f}"
+                                                    for k, v in dices.items()))
+    return {f"dice_{cfg['labels'][k]}": float(np.mean(v)) for k, v in dices.items()}
+
+
+def export(name, log):
+    cfg = CONFIGS[name]
+    saved = torch.load(ROOT / "training" / name / "checkpoint.pt", weights_only=False)
+    card = {"name": name, "version": f"0.1.{saved['state']['iteration']}", "labels": cfg["labels"],
+            "spacing_mm": cfg["spacing_mm"], "normalization": NORM, "patch_size": cfg["patch_size"],
+            "architecture": {"name": "unet3d", "params": {"in_channels": 1,
+                                                          "num_classes": len(cfg["labels"]) + 1,
+                                                          "features": cfg["features"]}},
+            "training": {"data": "synthetic phantoms (CalciumScoringLib.phantoms), randomised",
+                         "recipe": "scripts/train_models.py", "iterations": saved["state"]["iteration"],
+                         "phantoms": saved["state"]["seed"]},
+            "metrics": {}, "license": "Apache-2.0",
+            "intended_use": "research only; not for clinical use"}
+    folder = ROOT / "CalciumScoring" / "Resources" / "Models" / name
+    save_model(folder, saved["net"], card)
+    card["metrics"] = {"held_out_phantoms": evaluate(folder, cfg, log)}
+    save_model(folder, saved["net"], card)
+    log(json.dumps(card["metrics"]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", choices=sorted(CONFIGS))
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pool", type=int, default=12, help="phantoms kept in memory")
+    ap.add_argument("--export", action="store_true")
+    a = ap.parse_args()
+    logf = ROOT / "training" / a.model / "log.txt"
+    logf.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(msg):
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        with open(logf, "a") as f:
+            f.write(line + "\n")
+
+    if a.export:
+        export(a.model, log)
+    else:
+        train(a.model, a.minutes, a.threads, a.pool, log)
+
+
+if __name__ == "__main__":
+    main()
