@@ -15,25 +15,27 @@ from CalciumScoringLib.cli import main
 def test_demo_writes_outputs(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", str(out), "--seed", "2", "--spacing", "1.6", "1.6", "2.0"]) == 0
-    for name in ("ct.nrrd", "artery_groups_reference.nii.gz", "artery_groups_shortened.nii.gz",
-                 "shortening_report.csv", "scores.csv", "scores.json", "calcification.nii.gz",
-                 "report.png", "provenance.json"):
-        assert (out / name).stat().st_size > 0, name
-    ref = sitk.ReadImage(str(out / "artery_groups_reference.nii.gz"))
-    short = sitk.ReadImage(str(out / "artery_groups_shortened.nii.gz"))
+    case = out / "phantom2"
+    for name in ("arteries.nii.gz", "arteries_full.nii.gz", "calcifications.nii.gz",
+                 "arteries.seg.nrrd", "calcifications.seg.nrrd", "scene.mrb",
+                 "shortening_report.csv", "scores.csv", "scores.json", "report.png"):
+        assert (case / name).stat().st_size > 0, name
+    ref = sitk.ReadImage(str(out / "input" / "artery_groups_reference.nii.gz"))
+    short = sitk.ReadImage(str(case / "arteries.nii.gz"))
     vv = np.prod(ref.GetSpacing())
     a, b = sitk.GetArrayFromImage(ref), sitk.GetArrayFromImage(short)
     for i in (1, 2, 3, 4):
         assert 0 < (b == i).sum() < (a == i).sum()
-    prov = json.loads((out / "provenance.json").read_text())
-    assert prov["shortening"]["stump_length_mm"] == 25 and prov["calcification"] == "adaptive"
-    scores = pd.read_csv(out / "scores.csv").set_index("region")
-    calc = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "calcification.nii.gz"))) > 0
+    rec = json.loads((case / "scores.json").read_text())
+    prov = rec["provenance"]
+    assert prov["shortening"]["stump_length_mm"] == 25
+    assert prov["calcification"]["method"] == "adaptive"
+    scores = pd.read_csv(case / "scores.csv").set_index("region")
+    calc = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "calcifications.nii.gz"))) > 0
     for i, g in enumerate(("aorta", "iliac", "mesenteric", "renal"), start=1):
         assert scores.loc[g, "artery_volume_mm3"] == pytest.approx((b == i).sum() * vv)
         assert scores.loc[g, "calcium_volume_mm3"] == pytest.approx((calc & (b == i)).sum() * vv)
-    js = json.loads((out / "scores.json").read_text())
-    assert len(js["scores"]) == len(scores) and js["provenance"]["version"]
+    assert len(rec["scores"]) == len(scores) and prov["version"]
 
 
 def test_run_on_files_leaves_inputs_untouched(tmp_path):
@@ -44,17 +46,20 @@ def test_run_on_files_leaves_inputs_untouched(tmp_path):
     sitk.WriteImage(ph.ct, str(ct))
     sitk.WriteImage(ph.groups, str(groups))
     before = (ct.read_bytes(), groups.read_bytes())
-    r = subprocess.run([sys.executable, "-m", "CalciumScoringLib.cli", "run", str(ct),
-                        str(tmp_path / "out"), "--groups", str(groups), "--stump-length", "35"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    cmd = [sys.executable, "-m", "CalciumScoringLib.cli", "run"]
+    r = subprocess.run(cmd + [str(ct), str(tmp_path / "out"), "--groups", str(groups),
+                              "--stump-length", "35", "--no-scene"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
     assert (ct.read_bytes(), groups.read_bytes()) == before
-    rep = pd.read_csv(tmp_path / "out" / "shortening_report.csv")
+    rep = pd.read_csv(tmp_path / "out" / "ct" / "shortening_report.csv")
     assert len(rep) >= 5
-    r = subprocess.run([sys.executable, "-m", "CalciumScoringLib.cli", "run", str(ct),
-                        str(tmp_path / "out2")], capture_output=True, text=True)
-    assert r.returncode != 0 and "--groups" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "CalciumScoringLib.cli", "run",
-                        str(tmp_path / "missing.nii.gz"), str(tmp_path / "o3")],
+    rec = json.loads((tmp_path / "out" / "ct" / "scores.json").read_text())
+    assert rec["provenance"]["shortening"]["stump_length_mm"] == 35
+    r = subprocess.run(cmd + [str(ct), str(tmp_path / "out2")], capture_output=True, text=True)
+    assert r.returncode == 1 and "no artery source" in r.stdout
+    r = subprocess.run(cmd + [str(tmp_path / "missing.nii.gz"), str(tmp_path / "o3")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "does not exist" in r.stderr
+    r = subprocess.run(cmd + [str(ct), str(tmp_path / "o4"), "--shard", "3/2"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "--shard takes i/N" in r.stderr

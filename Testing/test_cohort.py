@@ -114,3 +114,42 @@ def test_bad_inputs_become_case_errors(tmp_path):
     sitk.WriteImage(ph.ct, str(d / "nogroups.nii.gz"))
     s = process_case(Case("nogroups", str(d / "nogroups.nii.gz")), tmp_path / "out", Options())
     assert s["status"] == "failed" and "no artery source" in s["error"]
+
+
+def test_export_reviewed_cases_as_nnunet_datasets(cohort_dir, tmp_path):
+    from CalciumScoringLib import mrml_nodes as mn
+    from CalciumScoringLib.mrml_headless import Harness
+    from CalciumScoringLib.nnunet_export import export_nnunet
+
+    cases = [c for c in discover(cohort_dir / "cases.csv") if c.case_id in ("case0", "case1")]
+    out = tmp_path / "out"
+    run_cohort(cases, out, Options(), log=lambda m: None)
+    # the reviewer erases the renal arteries of case0 in Slicer and saves the segmentation
+    import slicer
+
+    h = Harness()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    logic.SetMRMLScene(h.scene)
+    seg = logic.LoadSegmentationFromFile(str(out / "case0" / "arteries_full.seg.nrrd"), False)
+    seg.GetSegmentation().RemoveSegment("renal")
+    storage = seg.CreateDefaultStorageNode()
+    storage.SetFileName(str(out / "case0" / "arteries_full.seg.nrrd"))
+    assert storage.WriteData(seg)
+    h.close()
+    ds_a, ds_b = export_nnunet(out, tmp_path / "nnunet_raw", dataset_id=510, log=lambda m: None)
+    assert ds_a.name == "Dataset510_VascularCalciumArteriesCalcium"
+    assert ds_b.name == "Dataset511_VascularCalciumArteryGroups"
+    meta = json.loads((ds_b / "dataset.json").read_text())
+    assert meta["numTraining"] == 2 and meta["labels"]["renal"] == 4
+    assert json.loads((ds_a / "dataset.json").read_text())["labels"]["calcification"] == 2
+    g0 = sitk.GetArrayFromImage(sitk.ReadImage(str(ds_b / "labelsTr" / "case0.nii.gz")))
+    g1 = sitk.GetArrayFromImage(sitk.ReadImage(str(ds_b / "labelsTr" / "case1.nii.gz")))
+    ref1 = sitk.GetArrayFromImage(sitk.ReadImage(str(cohort_dir / "case1_groups.nrrd")))
+    np.testing.assert_array_equal(g1, ref1)  # the unedited case is exported exactly
+    assert (g0 == 4).sum() == 0 and (g0 == 1).sum() > 0  # the correction is what gets exported
+    a1 = sitk.GetArrayFromImage(sitk.ReadImage(str(ds_a / "labelsTr" / "case1.nii.gz")))
+    calc = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "case1" / "calcifications.nii.gz")))
+    np.testing.assert_array_equal(a1 == 2, calc > 0)
+    np.testing.assert_array_equal(a1 > 0, (ref1 > 0) | (calc > 0))
+    img = sitk.ReadImage(str(ds_a / "imagesTr" / "case1_0000.nii.gz"))
+    assert img.GetSize() == sitk.ReadImage(str(cohort_dir / "case1.nii.gz")).GetSize()

@@ -104,6 +104,12 @@ def cmd_run(args):
     failed = [s for s in summaries if s["status"] == "failed"]
     ok = [s for s in summaries if s["status"] != "failed"]
     print(f"done: {len(ok)} ok/skipped, {len(failed)} failed; outputs in {args.output}")
+    if args.export_nnunet:
+        from .nnunet_export import export_nnunet
+
+        for ds in export_nnunet(args.output, args.export_nnunet, args.dataset_id,
+                                log=lambda m: print(m, flush=True)):
+            print(f"nnU-Net dataset: {ds}")
     return 1 if failed else 0
 
 
@@ -167,6 +173,10 @@ def build_parser():
             p.add_argument("--threads", type=int, help="torch threads per worker")
             p.add_argument("--workers", type=int, default=1, help="cases processed in parallel")
             p.add_argument("--shard", help="i/N: process every N-th case from the i-th (array jobs)")
+            p.add_argument("--export-nnunet", metavar="DIR",
+                           help="also write the (reviewed) cases as nnU-Net v2 raw datasets")
+            p.add_argument("--dataset-id", type=int, default=501,
+                           help="nnU-Net dataset id of the first dataset (default 501)")
         p.add_argument("output", help="output folder (created)")
         if name == "demo":
             p.add_argument("--seed", type=int, default=0)
