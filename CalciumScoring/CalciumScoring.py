@@ -34,6 +34,7 @@ class CalciumScoring(ScriptedLoadableModule):
 @parameterNodeWrapper
 class CalciumScoringParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
+    arterySource: str = "segmentation"
     arteryGroups: Optional[slicer.vtkMRMLSegmentationNode]
     calciumMethod: Annotated[str, Choice(["adaptive", "fixed", "display_8bit", "otsu"])] = "adaptive"
     shortenedArteries: Optional[slicer.vtkMRMLSegmentationNode]
@@ -60,7 +61,13 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CalciumScoringLogic()
         self.ui.calciumMethodComboBox.addItems(["adaptive", "fixed", "display_8bit", "otsu"])
+        self.ui.arterySourceComboBox.addItems(["segmentation"] + self.logic.modelNames())
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.recomputeButton.connect("clicked(bool)", self.onRecompute)
+        self.ui.editArteriesButton.connect("clicked(bool)", lambda: self.onEdit("arteries"))
+        self.ui.editCalciumButton.connect("clicked(bool)", lambda: self.onEdit("calcium"))
+        self._cancelRequested = False
         self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
         self.ui.validateButton.connect("clicked(bool)", self.onValidate)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -82,7 +89,9 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _updateApply(self, *args):
         p = self._parameterNode
-        self.ui.applyButton.enabled = bool(p and p.inputVolume and p.arteryGroups)
+        ready = bool(p and p.inputVolume and (p.arteryGroups or p.arterySource != "segmentation"))
+        self.ui.applyButton.enabled = ready
+        self.ui.recomputeButton.enabled = bool(p and p.reportTable and p.calcifications)
 
     def onLoadPhantom(self):
         with slicer.util.tryWithErrorDisplay(_("Could not create the phantom."), waitCursor=True):
@@ -92,18 +101,54 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self):
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Processing failed."), waitCursor=True):
-            result = self.logic.process(p.inputVolume, p.arteryGroups,
-                                        calcium=p.calciumMethod,
-                                        stumpLengthMm=p.stumpLengthMm,
-                                        aortaMarginMm=p.aortaMarginMm,
-                                        progress=self._progress)
-            p.shortenedArteries, p.reportTable = result.shortened, result.table
-            p.calcifications = result.calcifications
-            slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(result.table.GetID())
-            slicer.app.applicationLogic().PropagateTableSelection()
-            self.ui.statusLabel.text = "; ".join(result.warnings) or _("Done.")
+        arteries = p.arteryGroups if p.arterySource == "segmentation" else p.arterySource
+        self._run(lambda: self.logic.process(
+            p.inputVolume, arteries, calcium=p.calciumMethod, stumpLengthMm=p.stumpLengthMm,
+            aortaMarginMm=p.aortaMarginMm, progress=self._progress, cancel=self._cancelled))
+
+    def onRecompute(self):
+        p = self._parameterNode
+        self._run(lambda: self.logic.recompute(
+            p.inputVolume, p.arteryGroups, p.calcifications, p.reportTable, p.shortenedArteries,
+            stumpLengthMm=p.stumpLengthMm, aortaMarginMm=p.aortaMarginMm))
+
+    def _run(self, job):
+        """Run ``job`` with progress, a Cancel button and the result shown; errors displayed."""
+        p = self._parameterNode
+        self._cancelRequested = False
+        self.ui.applyButton.enabled, self.ui.cancelButton.enabled = False, True
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Processing failed."), waitCursor=True):
+                result = job()
+                p.shortenedArteries, p.reportTable = result.shortened, result.table
+                p.calcifications = result.calcifications
+                if result.arteries is not None:
+                    p.arteryGroups = result.arteries
+                self.logic.showResults(result)
+                self.ui.statusLabel.text = "; ".join(result.warnings) or _("Done.")
+        finally:
+            self.ui.cancelButton.enabled = False
+            self._updateApply()
+
+    def onCancel(self):
+        self._cancelRequested = True
+        self.ui.statusLabel.text = _("Cancelling...")
+
+    def _cancelled(self):
+        slicer.app.processEvents()  # keeps the UI responsive and lets Cancel be clicked
+        return self._cancelRequested
+
+    def onEdit(self, which):
+        p = self._parameterNode
+        node = p.arteryGroups if which == "arteries" else p.calcifications
+        if node is None:
+            slicer.util.errorDisplay(_("Nothing to edit yet: run Apply first."))
+            return
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        editor.setSegmentationNode(node)
+        editor.setSourceVolumeNode(p.inputVolume)
+        self.ui.statusLabel.text = _("Edit, then come back and press Recompute scores.")
 
     def onValidate(self):
         p = self._parameterNode
@@ -140,16 +185,38 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
     def loadPhantom(self, seed=0):
         return self.pipeline.load_phantom(slicer.mrmlScene, seed=seed)
 
-    def process(self, volumeNode, arteryGroupsNode, calcium="adaptive", stumpLengthMm=25.0,
-                aortaMarginMm=10.0, progress=None):
-        """Shorten, find calcification (threshold method name or segmentation node), score.
+    def modelNames(self):
+        from CalciumScoringLib.models import list_models
 
-        Returns a result with ``shortened``, ``calcifications``, ``table`` (nodes) and
-        ``dataframe`` (pandas); see CalciumScoringLib.pipeline.
+        return [m.name for m in list_models()]
+
+    def process(self, volumeNode, arteryGroups, calcium="adaptive", stumpLengthMm=25.0,
+                aortaMarginMm=10.0, progress=None, cancel=None):
+        """Shorten, find calcification, score.
+
+        ``arteryGroups``: segmentation node or model name; ``calcium``: threshold method,
+        model name or calcification segmentation node.  Returns a result with
+        ``shortened``, ``calcifications``, ``table`` (nodes) and ``dataframe`` (pandas);
+        see CalciumScoringLib.pipeline.
         """
-        return self.pipeline.process(volumeNode, arteryGroupsNode, calcium=calcium,
+        return self.pipeline.process(volumeNode, arteryGroups, calcium=calcium,
                                      stump_length_mm=stumpLengthMm,
-                                     aorta_margin_mm=aortaMarginMm, progress=progress)
+                                     aorta_margin_mm=aortaMarginMm, progress=progress,
+                                     cancel=cancel)
+
+    def recompute(self, volumeNode, arteryGroups, calcifications, table=None, shortened=None,
+                  stumpLengthMm=25.0, aortaMarginMm=10.0):
+        """Re-score edited segmentations (no network), updating ``table`` and ``shortened``."""
+        return self.pipeline.recompute(volumeNode, arteryGroups, calcifications, table=table,
+                                       shortened=shortened, stump_length_mm=stumpLengthMm,
+                                       aorta_margin_mm=aortaMarginMm)
+
+    def showResults(self, result):
+        """Switch to a layout with the table and show the score table."""
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        selection.SetActiveTableID(result.table.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
 
 
     def validate(self, volumeNode, referenceGroups, referenceCalcium, automatedGroups,

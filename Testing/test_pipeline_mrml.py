@@ -77,3 +77,115 @@ def test_validation_section_logic(mrml):
     assert d.calcification_dice.iloc[0] == 1.0
     assert table.GetNumberOfRows() == 5
     assert mn.dataframe_from_table_node(table).region.tolist() == df.region.tolist()
+
+
+def test_edit_a_plaque_and_recompute_changes_the_table_by_that_plaque(mrml, tmp_path):
+    from scipy import ndimage
+
+    from CalciumScoringLib import segment_terms as st
+    from CalciumScoringLib.phantoms import make_phantom
+
+    ph = make_phantom(70, spacing=(1.2, 1.2, 1.5), fov="vessels", plaques=[
+        {"branch": "aorta", "arc_mm": 50.0, "angle_deg": 30, "radius_mm": 3.0, "hu": 900.0},
+        {"branch": "aorta", "arc_mm": 90.0, "angle_deg": 200, "radius_mm": 2.5, "hu": 800.0},
+        {"branch": "renal_left", "arc_mm": 20.0, "angle_deg": 90, "radius_mm": 2.0, "hu": 700.0}])
+    vol = mn.volume_node_from_image(mrml.scene, ph.ct, "CTA")
+    groups = mn.segmentation_node_from_labelmap(mrml.scene, ph.groups, st.group_segments(), vol,
+                                                "CTA arteries")
+    calc = mn.segmentation_node_from_labelmap(mrml.scene, ph.arteries, [(2, st.term("calcification"))],
+                                              vol, "CTA calcium (reference)")
+    pipe = CalciumScoringPipeline()
+    first = pipe.process(vol, groups, calcium=calc)
+    before = mn.dataframe_from_table_node(first.table).set_index("region")
+    # the user erases the first aortic plaque in Segment Editor
+    arr = mn.segment_array(calc, "calcification", vol)
+    lab, _ = ndimage.label(arr, np.ones((3, 3, 3)))
+    c = np.array(ph.meta["plaques"][0]["center_lps"])
+    k = np.round(np.linalg.solve(np.diag(ph.ct.GetSpacing()), c - ph.ct.GetOrigin())).astype(int)
+    plaque = lab == lab[k[2], k[1], k[0]]
+    assert plaque.sum() == ph.meta["plaques"][0]["voxels"]
+    import slicer
+
+    slicer.util.updateSegmentBinaryLabelmapFromArray(((arr > 0) & ~plaque).astype(np.uint8), calc,
+                                                     "calcification", vol)
+    ids = {mrml.scene.GetNthNode(i).GetID() for i in range(mrml.scene.GetNumberOfNodes())}
+    again = pipe.recompute(vol, groups, calc, table=first.table, shortened=first.shortened)
+    assert again.table is first.table and again.shortened is first.shortened
+    new = [mrml.scene.GetNthNode(i) for i in range(mrml.scene.GetNumberOfNodes())]
+    new = [n.GetClassName() for n in new if n.GetID() not in ids]
+    assert new == ["vtkMRMLTableNode"], new  # only the new shortening report
+    after = mn.dataframe_from_table_node(first.table).set_index("region")
+    vol_plaque = ph.meta["plaques"][0]["volume_mm3"]
+    assert before.loc["aorta", "calcium_volume_mm3"] - after.loc["aorta", "calcium_volume_mm3"] == \
+        pytest.approx(vol_plaque)
+    assert before.loc["combined", "calcium_volume_mm3"] - after.loc["combined", "calcium_volume_mm3"] == \
+        pytest.approx(vol_plaque)
+    assert before.loc["aorta", "cluster_count"] - after.loc["aorta", "cluster_count"] == 1
+    assert after.loc["renal", "calcium_volume_mm3"] == before.loc["renal", "calcium_volume_mm3"]
+    # the chart reads the same table; the scene round-trips as .mrb
+    chart = mrml.scene.GetFirstNodeByClass("vtkMRMLPlotChartNode")
+    series = mrml.scene.GetNodeByID(chart.GetPlotSeriesNodeID())
+    assert series.GetTableNodeID() == first.table.GetID() and series.GetYColumnName() == "burden"
+    path = tmp_path / "s.mrb"
+    assert mrml.scene.WriteToMRB(str(path))
+    mrml.scene.Clear(0)
+    assert mrml.scene.ReadFromMRB(str(path))
+    t2 = mrml.scene.GetFirstNodeByName("CTA calcium scores")
+    back = mn.dataframe_from_table_node(t2).set_index("region")
+    assert back.loc["aorta", "calcium_volume_mm3"] == pytest.approx(after.loc["aorta", "calcium_volume_mm3"])
+    assert mn.get_provenance(t2)["calcification"]["segmentation"] == "CTA calcium (reference)"
+
+
+def test_cancel_mid_run_leaves_no_partial_nodes(mrml):
+    pipe = CalciumScoringPipeline()
+    vol, groups = pipe.load_phantom(mrml.scene, seed=1, spacing=(2.0, 2.0, 2.0), fov="vessels")
+    before = mrml.scene.GetNumberOfNodes()
+    from CalciumScoringLib.inference import Cancelled
+
+    stages = []
+
+    def cancel():
+        return stages and stages[-1] == "calcification"
+
+    with pytest.raises(Cancelled):
+        pipe.process(vol, groups, progress=lambda f, s: stages.append(s), cancel=cancel)
+    assert "shortening arteries" in stages  # work had been done and nodes created
+    assert mrml.scene.GetNumberOfNodes() == before
+
+
+def test_artery_model_from_the_registry_and_cancel_inside_the_network(mrml, tmp_path):
+    import torch
+
+    from CalciumScoringLib import models
+    from CalciumScoringLib.inference import Cancelled
+    from CalciumScoringLib.networks import Voxelwise
+
+    net = Voxelwise(1, 5)  # a transparent stand-in model: "aorta" wherever HU > 250
+    with torch.no_grad():
+        net.conv.weight.zero_()
+        net.conv.bias.zero_()
+        net.conv.weight[1, 0] = 10.0
+        net.conv.bias[1] = -25.0
+    card = {"name": "bright-aorta", "version": "0.0.1",
+            "labels": {"1": "aorta", "2": "iliac", "3": "mesenteric", "4": "renal"},
+            "spacing_mm": [2.0, 2.0, 2.0], "patch_size": [32, 32, 32],
+            "normalization": {"type": "ct", "clip": [-1024, 3071], "mean": 0.0, "std": 100.0},
+            "architecture": {"name": "voxelwise", "params": {"num_classes": 5}},
+            "license": "Apache-2.0", "intended_use": "tests only"}
+    folder = models.save_model(tmp_path / "bright", net.state_dict(), card)
+    models.register(folder)
+    pipe = CalciumScoringPipeline()
+    vol, _ = pipe.load_phantom(mrml.scene, seed=3, spacing=(2.0, 2.0, 2.0), fov="vessels",
+                               lumen_hu=400.0)
+    before = mrml.scene.GetNumberOfNodes()
+    calls = []
+    with pytest.raises(Cancelled):
+        pipe.process(vol, "bright-aorta", cancel=lambda: calls.append(1) or len(calls) > 3)
+    assert mrml.scene.GetNumberOfNodes() == before
+    res = pipe.process(vol, "bright-aorta")
+    assert res.arteries is not None and res.arteries.GetName() == "Phantom CTA 3 arteries"
+    prov = mn.get_provenance(res.arteries)
+    assert prov["model"] == "bright-aorta" and prov["sha256"] == models.sha256(folder / "weights.safetensors")
+    ct = sitk.GetArrayFromImage(mn.image_from_volume_node(vol))
+    aorta = mn.segment_array(res.arteries, "aorta", vol) > 0
+    assert aorta.sum() > 0 and np.all(ct[aorta] > 150)  # bright voxels only (resampling blurs)

@@ -74,6 +74,11 @@ def _reference_labelmap(segmentation_node, reference_volume):
     return lm
 
 
+def _color_table_ids(scene):
+    nodes = scene.GetNodesByClass("vtkMRMLColorTableNode")
+    return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
+
+
 class ArteryShorteningMRMLLogic:
     """Run :func:`~ArteryShorteningLib.shorten_arteries` on scene nodes."""
 
@@ -110,6 +115,7 @@ class ArteryShorteningMRMLLogic:
     def _process_segmentation(self, scene, node, output_node, reference_volume, mapping,
                               in_place, params):
         groups_of = segment_groups(node, mapping)
+        colors_before = _color_table_ids(scene)
         tmp = _reference_labelmap(node, reference_volume)
         try:
             masks = {sid: mn.segment_array(node, sid, tmp) > 0 for sid in groups_of}
@@ -138,11 +144,9 @@ class ArteryShorteningMRMLLogic:
                 mn.add_segment(output_node, _CopiedTerm(seg.GetSegment(sid), sid), kept, tmp,
                                group=g)
         finally:  # the temporary label map, its display node and the colour table export made
-            disp = tmp.GetDisplayNode()
-            color = disp.GetColorNode() if disp is not None else None
             mn.remove_node(tmp)
-            if color is not None and color.GetName().endswith("_ColorTable"):
-                scene.RemoveNode(color)
+            for cid in _color_table_ids(scene) - colors_before:
+                scene.RemoveNode(scene.GetNodeByID(cid))
         return output_node, self._finish(scene, node, output_node, res), res
 
     def _finish(self, scene, input_node, output_node, res):

@@ -26,6 +26,27 @@ class PipelineResult:
     branch_table: object
     dataframe: pd.DataFrame
     warnings: list = field(default_factory=list)
+    arteries: object = None  # the artery segmentation a model created (None for user input)
+
+
+def burden_plot(scene, table, name):
+    """A bar chart of the ``burden`` column of the score ``table`` (labelled by region).
+
+    The series reads the score table itself, so re-scoring into the same table updates
+    the chart.  Returns the created nodes (series, chart).
+    """
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", scene.GenerateUniqueName(name))
+    series.SetAndObserveTableNodeID(table.GetID())
+    series.SetXColumnName("")  # bars at the row index
+    series.SetYColumnName("burden")
+    series.SetLabelColumnName("region")
+    series.SetPlotType(series.PlotTypeBar)
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GenerateUniqueName(f"{name} chart"))
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetTitle("Calcification burden per region")
+    chart.SetXAxisTitle("region (row of the score table)")
+    chart.SetYAxisTitle("burden (calcified / artery volume)")
+    return [series, chart]
 
 
 class CalciumScoringPipeline:
@@ -51,12 +72,19 @@ class CalciumScoringPipeline:
         mn.set_provenance(groups, prov)
         return volume, groups
 
-    def process(self, volume, artery_groups, calcium="adaptive", progress=None, **params):
+    def process(self, volume, artery_groups, calcium="adaptive", progress=None, cancel=None,
+                shortened=None, table=None, **params):
         """Shorten, find calcification, score; returns a :class:`PipelineResult`.
 
-        ``calcium`` is a threshold method name (see :mod:`.thresholds`) or a
-        segmentation node whose segments are all calcification.  ``params`` go to
-        the shortening (``stump_length_mm``, ``aorta_margin_mm``, ...).
+        ``artery_groups`` is a segmentation node or a model name/folder (see
+        :mod:`.models`), whose output becomes "<volume> arteries".  ``calcium`` is a
+        threshold method name (see :mod:`.thresholds`), a model name (label 2 =
+        calcification) or a segmentation node whose segments are all calcification.
+        ``params`` go to the shortening (``stump_length_mm``, ``aorta_margin_mm``, ...).
+        ``cancel()`` is checked between stages (and between network windows); a
+        cancelled or failed run removes every node it created.  ``shortened`` and
+        ``table`` are existing nodes to write the shortened arteries and scores into.  A
+        calcification segmentation given as ``calcium`` is used as it is (no copy).
         """
         import numpy as np
         import SimpleITK as sitk
@@ -72,66 +100,129 @@ class CalciumScoringPipeline:
         name = volume.GetName()
         scene = volume.GetScene()
         created = []
+        report = progress or (lambda f, s: None)
+
+        def check():
+            if cancel is not None and cancel():
+                from .inference import Cancelled
+
+                raise Cancelled("cancelled by the user; the scene is unchanged")
+
         try:
-            if progress:
-                progress(0.1, "shortening arteries")
+            check()
+            if isinstance(artery_groups, str):
+                artery_groups, info = self._segment_arteries(volume, ct, artery_groups, report, cancel)
+                created.append(artery_groups)
+            check()
+            report(0.3, "shortening arteries")
             mapping = params.pop("mapping", None)
             out, branch_table, res = self.shortening.process(
-                artery_groups, reference_volume=volume, mapping=mapping, **params)
-            created += [out, branch_table]
-            out.SetName(f"{name} arteries shortened")
+                artery_groups, output_node=shortened, reference_volume=volume, mapping=mapping,
+                **params)
+            created += [branch_table] + ([out] if shortened is None else [])
+            if shortened is None:
+                out.SetName(f"{name} arteries shortened")
             branch_table.SetName(f"{name} shortening report")
             to_value = {sid: st.GROUP_LABELS[g]
                         for sid, g in segment_groups(artery_groups, mapping).items()}
             full = mn.labelmap_from_segmentation(artery_groups, to_value, volume)
             short = mn.labelmap_from_segmentation(out, to_value, volume)
-            if progress:
-                progress(0.5, "calcification")
-            if isinstance(calcium, str):
-                if calcium not in thresholds.METHODS or calcium == "idealised":
-                    raise ValueError(f"unknown calcification method {calcium!r}")
+            check()
+            report(0.5, "calcification")
+            if isinstance(calcium, str) and calcium in thresholds.METHODS:
+                if calcium == "idealised":
+                    raise ValueError("the idealised threshold needs a reference: use validation")
                 calc = thresholds.METHODS[calcium](ct, full > 0)
                 source = {"method": calcium, "threshold_hu": calc.GetMetaData("threshold_hu")}
+            elif isinstance(calcium, str):
+                from .inference import find_model, segment
+
+                try:
+                    info = find_model(calcium)
+                except Exception as exc:
+                    raise ValueError(f"unknown calcification method or model {calcium!r}: "
+                                     f"{exc}") from exc
+                lab = segment(ct, info, progress=lambda f, s: report(0.5 + 0.15 * f, s),
+                              cancel=cancel)
+                calc = sitk.Cast(lab == 2, sitk.sitkUInt8)
+                source = {"model": info.name, "version": info.version,
+                          "sha256": info.card.get("sha256")}
             else:
                 seg = calcium.GetSegmentation()
                 ids = [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
                 calc = sitk.Cast(mn.labelmap_from_segmentation(calcium, {i: 1 for i in ids}, volume),
                                  sitk.sitkUInt8)
                 source = {"segmentation": calcium.GetName()}
-            if progress:
-                progress(0.7, "scoring")
+            check()
+            report(0.7, "scoring")
             result = score(ct, short, calc, groups_full=full)
             calc_arr = sitk.GetArrayViewFromImage(calc) > 0
             full_arr = sitk.GetArrayViewFromImage(full)
-            cnode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
-                                            scene.GenerateUniqueName(f"{name} calcifications"))
-            created.append(cnode)
-            cnode.CreateDefaultDisplayNodes()
-            cnode.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-            term = st.term("calcification")
-            for g, v in st.GROUP_LABELS.items():
-                sid = mn.add_segment(cnode, term, calc_arr & (full_arr == v), volume,
-                                     segment_id=f"{g}_calcification", group=g)
-                cnode.GetSegmentation().GetSegment(sid).SetName(f"{g} calcification")
-            mn.add_segment(cnode, term, calc_arr & (full_arr == 0), volume,
-                           segment_id="other_calcification")
-            cnode.GetSegmentation().GetSegment("other_calcification").SetName(
-                "calcification outside the arteries")
-            table = mn.table_node_from_dataframe(scene, result.table, f"{name} calcium scores")
-            created.append(table)
+            if not isinstance(calcium, str):
+                cnode = calcium
+            else:
+                cnode = self._calcification_node(scene, volume, name, calc_arr, full_arr)
+                created.append(cnode)
+            if table is None:
+                table = mn.table_node_from_dataframe(scene, result.table, f"{name} calcium scores")
+                created.append(table)
+                created += burden_plot(scene, table, f"{name} burden")
+            else:  # re-scoring: the same table (and the chart reading it) is updated
+                mn.table_node_from_dataframe(scene, result.table, table.GetName(), node=table)
             prov = {"pipeline": "CalciumScoring", "calcification": source,
                     "shortening": res.parameters, "scoring": result.parameters,
-                    "warnings": res.warnings + result.warnings, "input": name}
-            for node in (out, cnode, table):
+                    "warnings": res.warnings + result.warnings, "input": name,
+                    "arteries": artery_groups.GetName()}
+            for node in (out, table) + ((cnode,) if isinstance(calcium, str) else ()):
                 mn.set_provenance(node, prov)
         except BaseException:
             for node in created:  # a failed run leaves the scene as it was
                 mn.remove_node(node)
             raise
-        if progress:
-            progress(1.0, "done")
+        report(1.0, "done")
         return PipelineResult(out, cnode, table, branch_table, result.table,
-                              list(res.warnings) + list(result.warnings))
+                              list(res.warnings) + list(result.warnings),
+                              artery_groups if artery_groups in created else None)
+
+    @staticmethod
+    def _calcification_node(scene, volume, name, calc_arr, full_arr):
+        """"<volume> calcifications": one segment per group plus calcification elsewhere."""
+        cnode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                        scene.GenerateUniqueName(f"{name} calcifications"))
+        cnode.CreateDefaultDisplayNodes()
+        cnode.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        term = st.term("calcification")
+        for g, v in st.GROUP_LABELS.items():
+            sid = mn.add_segment(cnode, term, calc_arr & (full_arr == v), volume,
+                                 segment_id=f"{g}_calcification", group=g)
+            cnode.GetSegmentation().GetSegment(sid).SetName(f"{g} calcification")
+        mn.add_segment(cnode, term, calc_arr & (full_arr == 0), volume,
+                       segment_id="other_calcification")
+        cnode.GetSegmentation().GetSegment("other_calcification").SetName(
+            "calcification outside the arteries")
+        return cnode
+
+    def _segment_arteries(self, volume, ct, model, report, cancel):
+        """Run an artery-group model; a new "<volume> arteries" segmentation node."""
+        from .inference import find_model, segment
+
+        info = find_model(model)
+        lab = segment(ct, info, progress=lambda f, s: report(0.3 * f, s), cancel=cancel)
+        node = mn.segmentation_node_from_labelmap(volume.GetScene(), lab, st.group_segments(),
+                                                  volume, f"{volume.GetName()} arteries")
+        mn.set_provenance(node, {"model": info.name, "version": info.version,
+                                 "sha256": info.card.get("sha256"), "input": volume.GetName()})
+        return node, info
+
+    def recompute(self, volume, artery_groups, calcifications, table=None, shortened=None,
+                  **params):
+        """Re-run shortening and scoring from (edited) segmentations, no network.
+
+        Updates ``table`` and ``shortened`` in place when given (else creates them);
+        returns the :class:`PipelineResult`.
+        """
+        return self.process(volume, artery_groups, calcium=calcifications, shortened=shortened,
+                            table=table, **params)
 
     def validate(self, volume, reference_groups, reference_calcium, automated_groups,
                  automated_calcium, shortening=None):
