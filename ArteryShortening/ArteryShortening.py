@@ -14,7 +14,9 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from ArteryShorteningLib.mrml_logic import ArteryShorteningMRMLLogic
+from ArteryShorteningLib.mrml_logic import ArteryShorteningMRMLLogic, segment_group_guesses
+
+GROUP_CHOICES = ["aorta", "iliac", "mesenteric", "renal", "(ignore)"]
 
 
 class ArteryShortening(ScriptedLoadableModule):
@@ -58,6 +60,8 @@ class ArteryShorteningWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ArteryShorteningLogic()
         self.ui.growthComboBox.addItems(["geodesic", "dilation"])
+        self.ui.mappingTable.setHorizontalHeaderLabels([_("Segment"), _("Group")])
+        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateMappingTable)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
@@ -79,11 +83,42 @@ class ArteryShorteningWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateApply(self, *args):
         self.ui.applyButton.enabled = bool(self._parameterNode and self._parameterNode.inputNode)
 
+    def updateMappingTable(self, node=None):
+        """One row per segment: its name and a group choice, pre-filled with the guess."""
+        import qt
+
+        table = self.ui.mappingTable
+        table.setRowCount(0)
+        if node is None or not node.IsA("vtkMRMLSegmentationNode"):
+            return
+        for row, (sid, name, group) in enumerate(self.logic.segmentGroupGuesses(node)):
+            table.insertRow(row)
+            item = qt.QTableWidgetItem(name)
+            item.setData(qt.Qt.UserRole, sid)
+            table.setItem(row, 0, item)
+            combo = qt.QComboBox()
+            combo.addItems(GROUP_CHOICES)
+            combo.setCurrentText(group or "(ignore)")
+            table.setCellWidget(row, 1, combo)
+
+    def currentMapping(self):
+        """Segment id -> group from the mapping table (``None`` for ignored segments)."""
+        import qt
+
+        table = self.ui.mappingTable
+        mapping = {}
+        for row in range(table.rowCount):
+            sid = table.item(row, 0).data(qt.Qt.UserRole)
+            group = table.cellWidget(row, 1).currentText
+            mapping[sid] = None if group == "(ignore)" else group
+        return mapping or None
+
     def onApplyButton(self):
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Shortening failed."), waitCursor=True):
             out, table, res = self.logic.process(
-                p.inputNode, p.outputNode, inPlace=p.inPlace, stump_length_mm=p.stumpLengthMm,
+                p.inputNode, p.outputNode, inPlace=p.inPlace, mapping=self.currentMapping(),
+                stump_length_mm=p.stumpLengthMm,
                 aorta_margin_mm=p.aortaMarginMm, aorta_dilations=p.aortaDilations,
                 stump_merge_distance_mm=p.stumpMergeDistanceMm, growth=p.growth)
             p.outputNode, p.reportTable = out, table
@@ -98,6 +133,10 @@ class ArteryShorteningLogic(ScriptedLoadableModuleLogic):
 
     def getParameterNode(self):
         return ArteryShorteningParameterNode(super().getParameterNode())
+
+    def segmentGroupGuesses(self, segmentationNode):
+        """``[(segment id, name, group or None)]``: the mapping the table starts from."""
+        return segment_group_guesses(segmentationNode)
 
     def process(self, inputNode, outputNode=None, inPlace=False, referenceVolume=None,
                 mapping=None, **params):

@@ -164,8 +164,8 @@ def test_anisotropic_and_oblique_input_give_the_same_physical_result(spacing, di
     r_other = shorten_arteries(other.groups)
     base = _dice_on(iso.groups, other.groups)  # how well the two grids agree before shortening
     dice = _dice_on(r_iso.labelmap, r_other.labelmap)
-    assert dice >= 0.95 or dice >= base - 0.01, (dice, base)
-    assert dice >= 0.93
+    assert dice >= 0.95, (dice, base)  # measured 0.970, 0.980, 0.969
+    assert dice >= base - 0.01  # the shortening adds no disagreement beyond the grids' own
     assert r_other.aorta_cut_z_mm == pytest.approx(r_iso.aorta_cut_z_mm, abs=max(spacing))
     out = arr(r_other.labelmap)
     assert np.all((out == 0) | (out == arr(other.groups)))

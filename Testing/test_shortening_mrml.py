@@ -80,6 +80,11 @@ def test_unmappable_segments_are_a_clear_error(mrml, phantom_cache):
         seg.GetSegmentation().GetNthSegment(i).SetTerminology("")
     with pytest.raises(ValueError, match="mapping="):
         ArteryShorteningMRMLLogic().process(seg)
+    from ArteryShorteningLib.mrml_logic import segment_group_guesses
+
+    guesses = segment_group_guesses(seg)
+    assert [g for _, _, g in guesses] == [None] * 4  # nothing to go by: the table asks the user
+    assert [n for _, n, _ in guesses] == ["Segment_1", "Segment_2", "Segment_3", "Segment_4"]
     m = {"Segment_1": "aorta", "Segment_4": "renal"}
     out, _, res = ArteryShorteningMRMLLogic().process(seg, reference_volume=vol, mapping=m)
     assert out.GetSegmentation().GetNumberOfSegments() == 2

@@ -27,35 +27,48 @@ class _CopiedTerm:
         self.terminology = segment.GetTerminology() if hasattr(segment, "GetTerminology") else ""
 
 
-def segment_groups(segmentation_node, mapping=None):
-    """Segment id -> group name, from ``mapping`` (id or name -> group), names or SNOMED codes.
+def segment_group_guesses(segmentation_node, mapping=None):
+    """``[(segment id, segment name, group or None)]`` for every segment, never raising.
 
-    Raises a ValueError listing the segments when no segment can be mapped to the aorta.
+    The group comes from ``mapping`` (segment id or name -> group; ``None`` or ""
+    excludes the segment), else the segment's group tag, its name, or its SNOMED CT
+    terminology code.  The module's mapping table shows these guesses for the user
+    to correct.
     """
     seg = segmentation_node.GetSegmentation()
-    out = {}
+    out = []
     for i in range(seg.GetNumberOfSegments()):
         sid = seg.GetNthSegmentID(i)
         s = seg.GetSegment(sid)
-        group = None
-        if mapping:
-            group = mapping.get(sid, mapping.get(s.GetName()))
-        if group is None:
+        if mapping and (sid in mapping or s.GetName() in mapping):
+            group = mapping.get(sid, mapping.get(s.GetName())) or None
+        else:
             tag = mn.segment_tag(s, mn.GROUP_TAG)
             group = tag if tag in GROUP_LABELS else None
+            if group is None:
+                group = match_group(s.GetName())
+            if group is None:
+                term = s.GetTerminology() or ""
+                group = next((g for code, g in CODE_TO_GROUP.items() if f"^{code}^" in term), None)
+        out.append((sid, s.GetName(), group))
+    return out
+
+
+def segment_groups(segmentation_node, mapping=None):
+    """Segment id -> group name, from ``mapping`` (id or name -> group), tags, names or codes.
+
+    Raises a ValueError listing the segments when no segment can be mapped to the aorta.
+    """
+    out = {}
+    for sid, name, group in segment_group_guesses(segmentation_node, mapping):
         if group is None:
-            group = match_group(s.GetName())
-        if group is None and hasattr(s, "GetTerminology"):
-            term = s.GetTerminology() or ""
-            group = next((g for code, g in CODE_TO_GROUP.items() if f"^{code}^" in term), None)
-        if group is not None:
-            if group not in GROUP_LABELS:
-                raise ValueError(f"segment {s.GetName()!r} mapped to unknown group {group!r}; "
-                                 f"use one of {sorted(GROUP_LABELS)}")
-            out[sid] = group
+            continue
+        if group not in GROUP_LABELS:
+            raise ValueError(f"segment {name!r} mapped to unknown group {group!r}; "
+                             f"use one of {sorted(GROUP_LABELS)}")
+        out[sid] = group
     if "aorta" not in out.values():
-        names = [seg.GetSegment(seg.GetNthSegmentID(i)).GetName()
-                 for i in range(seg.GetNumberOfSegments())]
+        names = [name for _, name, _ in segment_group_guesses(segmentation_node)]
         raise ValueError(f"no segment of {segmentation_node.GetName()!r} could be mapped to the "
                          f"aorta (segments: {names}); pass mapping={{'<segment name>': 'aorta', ...}}")
     return out
