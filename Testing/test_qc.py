@@ -109,3 +109,19 @@ def test_real_noncontrast_ct_is_flagged(shared_data):
     codes = {f["code"] for f in qc.check_result(ct, sitk.Cast(groups, sitk.sitkUInt8))}
     assert "no_contrast" in codes
     assert "metal" in codes  # the hip implant next to the iliac arteries
+
+
+def test_missing_or_zero_spacing_in_file_headers(tmp_path):
+    a = (np.random.default_rng(0).normal(0, 100, (20, 30, 30))).astype("<i2")
+    head = b"NRRD0004\ntype: short\ndimension: 3\nsizes: 30 30 20\nendian: little\nencoding: raw\n"
+    (tmp_path / "zero.nrrd").write_bytes(head + b"spacings: 0 0 0\n\n" + a.tobytes())
+    (tmp_path / "none.nrrd").write_bytes(head + b"\n" + a.tobytes())
+    with pytest.raises(qc.InputError, match="zero or unreadable.*spacing"):
+        read_ct(tmp_path / "zero.nrrd")
+    with pytest.raises(qc.InputError, match="no voxel spacing"):
+        read_ct(tmp_path / "none.nrrd")
+    good = ct_like(body(), (0.8, 0.8, 2.0))
+    sitk.WriteImage(good, str(tmp_path / "good.nrrd"))
+    sitk.WriteImage(good, str(tmp_path / "good.nii.gz"))
+    assert read_ct(tmp_path / "good.nrrd").GetSpacing() == pytest.approx((0.8, 0.8, 2.0))
+    assert read_ct(tmp_path / "good.nii.gz").GetSpacing() == pytest.approx((0.8, 0.8, 2.0))

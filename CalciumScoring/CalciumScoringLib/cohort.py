@@ -125,7 +125,33 @@ def read_ct(path):
         return img
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist")
+    _check_header_spacing(p)
     return sitk.ReadImage(str(p))
+
+
+def _check_header_spacing(p):
+    """Refuse files whose header has no or zero voxel spacing (ITK would assume 1 mm or fail)."""
+    r = sitk.ImageFileReader()
+    r.SetFileName(str(p))
+    try:
+        r.ReadImageInformation()
+    except RuntimeError as exc:
+        msg = str(exc)
+        if "spacing" in msg.lower():
+            raise qc.InputError(f"{p.name}: invalid (zero or unreadable) voxel spacing in the file "
+                                "header; convert the scan again from DICOM or fix the spacing") from exc
+        raise qc.InputError(f"{p.name} cannot be read as an image: "
+                            f"{msg.strip().splitlines()[-1][:200]}") from exc
+    keys = set(r.GetMetaDataKeys())
+    name = p.name.lower()
+    if name.endswith(".nrrd") and not ({"NRRD_space"} & keys or any("spacing" in k.lower() for k in keys)):
+        raise qc.InputError(f"{p.name}: the NRRD header gives no voxel spacing or space; "
+                            "convert the scan again from DICOM or add the spacing")
+    if name.endswith((".nii", ".nii.gz")):
+        pix = [float(r.GetMetaData(f"pixdim[{i}]")) for i in (1, 2, 3) if f"pixdim[{i}]" in keys]
+        if len(pix) == 3 and min(pix) <= 0:
+            raise qc.InputError(f"{p.name}: zero voxel spacing in the NIfTI header (pixdim "
+                                f"{pix}); convert the scan again from DICOM or fix the header")
 
 
 def _on_grid(img, ct, name):
@@ -222,6 +248,7 @@ def process_case(case, out_root, options):
         shown = result.table[result.table.region.isin(["aorta", "iliac", "mesenteric", "renal",
                                                        "combined"])]
         pic = shown[["region", "burden", "calcium_volume_mm3", "cluster_count", "agatston"]].round(4)
+        pic.columns = ["region", "burden", "calcium mm³", "clusters", "Agatston"]
         title = case.case_id + ("  QC: " + ", ".join(f["code"] for f in flags) if flags else "")
         case_figure(tmp / "report.png", ct, groups, short.labelmap, calcium, title=title, table=pic)
         record = dict(result.to_dict(), provenance=prov, qc=flags,

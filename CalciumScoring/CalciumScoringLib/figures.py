@@ -2,6 +2,7 @@
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 GROUP_COLOURS = {1: (0.85, 0.40, 0.31), 2: (0.87, 0.51, 0.40), 3: (0.94, 0.47, 0.47),
                  4: (0.73, 0.30, 0.25)}
@@ -51,7 +52,7 @@ def case_figure(path, ct, groups_full, groups_short=None, calcium=None, title=""
         sitk.Resample(calcium, _axial(ct), sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     sp = _axial(ct).GetSpacing()
     aspect = sp[2] / sp[0]
-    ncol = 4 if table is None else 5
+    ncol = 5 if table is None else 6
     fig, ax = plt.subplots(1, ncol, figsize=(4.2 * ncol, 6.5))
 
     def mip(lab):
@@ -77,13 +78,23 @@ def case_figure(path, ct, groups_full, groups_short=None, calcium=None, title=""
     j = int(np.median(np.nonzero(gf == 1)[1])) if (gf == 1).any() else ctA.shape[1] // 2
     ax[3].imshow(ctA[:, j, :][::-1], cmap="gray", vmin=-200, vmax=700, aspect=aspect)
     ax[3].set_title("coronal CT through the aorta")
-    for a in ax[:4]:
+    # 3D-like view: maximum intensity projection (coronal) of the CT inside the arteries'
+    # neighbourhood, calcification in colour
+    near = ndimage.binary_dilation(gf > 0, iterations=3) if (gf > 0).any() else np.ones_like(gf, bool)
+    mipct = np.where(near, ctA, -1000).max(axis=1)[::-1]
+    ax[4].imshow(mipct, cmap="gray", vmin=0, vmax=1200, aspect=aspect)
+    if ca is not None:
+        ax[4].imshow(_rgba((ca > 0).any(axis=1)[::-1], {True: (1.0, 0.55, 0.0)}), aspect=aspect)
+    ax[4].set_title("MIP around the arteries, calcium in orange")
+    for a in ax[:5]:
         a.set_xticks([])
         a.set_yticks([])
     if table is not None:
-        ax[4].axis("off")
-        ax[4].table(cellText=table.values, colLabels=list(table.columns), loc="center",
-                    fontsize=8).scale(1, 1.4)
+        ax[5].axis("off")
+        tab = ax[5].table(cellText=table.values, colLabels=list(table.columns), loc="center")
+        tab.auto_set_font_size(False)
+        tab.set_fontsize(9)
+        tab.scale(1.25, 1.8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
