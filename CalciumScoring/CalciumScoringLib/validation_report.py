@@ -49,7 +49,7 @@ def figure(scores, score, region, path_stem):
         ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls=":")
         if len(a) >= 3 and np.ptp(b) > 0:
             reg = agr.regression(a, b)
-            x = np.linspace(lo, hi, 50)
+            x = np.linspace(float(b.min()), float(b.max()), 50)  # the band where data lie
             low, high = agr.regression_band(a, b, x)
             ax.plot(x, reg["slope"] * x + reg["intercept"], color="#d62728", lw=1)
             ax.fill_between(x, low, high, color="#d62728", alpha=0.15)
