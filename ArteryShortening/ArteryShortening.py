@@ -14,8 +14,6 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from ArteryShorteningLib.mrml_logic import ArteryShorteningMRMLLogic, segment_group_guesses
-
 GROUP_CHOICES = ["aorta", "iliac", "mesenteric", "renal", "(ignore)"]
 
 
@@ -136,12 +134,24 @@ class ArteryShorteningLogic(ScriptedLoadableModuleLogic):
 
     def segmentGroupGuesses(self, segmentationNode):
         """``[(segment id, name, group or None)]``: the mapping the table starts from."""
-        return segment_group_guesses(segmentationNode)
+        return self._mrml().segment_group_guesses(segmentationNode)
+
+    @staticmethod
+    def _mrml():
+        """ArteryShorteningLib.mrml_logic, imported on first use after its packages are ensured
+        (pandas and scikit-image are not part of every Slicer; nothing installs at start-up)."""
+        from CalciumScoringLib import dependencies
+
+        dependencies.ensure(slicer.util.confirmOkCancelDisplay, slicer.util.pip_install,
+                            packages=dependencies.CORE)
+        from ArteryShorteningLib import mrml_logic
+
+        return mrml_logic
 
     def process(self, inputNode, outputNode=None, inPlace=False, referenceVolume=None,
                 mapping=None, **params):
         """Returns ``(outputNode, reportTableNode, result)``; see ArteryShorteningLib.mrml_logic."""
-        return ArteryShorteningMRMLLogic().process(
+        return self._mrml().ArteryShorteningMRMLLogic().process(
             inputNode, outputNode, reference_volume=referenceVolume, mapping=mapping,
             in_place=inPlace, **params)
 

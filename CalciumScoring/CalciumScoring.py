@@ -14,8 +14,6 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from CalciumScoringLib.pipeline import CalciumScoringPipeline
-
 
 class CalciumScoring(ScriptedLoadableModule):
     def __init__(self, parent):
@@ -102,6 +100,9 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self):
         p = self._parameterNode
         arteries = p.arteryGroups if p.arterySource == "segmentation" else p.arterySource
+        if p.arterySource != "segmentation":
+            with slicer.util.tryWithErrorDisplay(_("Dependencies are missing."), waitCursor=False):
+                self.logic.ensureDependencies()
         self._run(lambda: self.logic.process(
             p.inputVolume, arteries, calcium=p.calciumMethod, stumpLengthMm=p.stumpLengthMm,
             aortaMarginMm=p.aortaMarginMm, progress=self._progress, cancel=self._cancelled))
@@ -177,13 +178,40 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self, pipeline=None):
         ScriptedLoadableModuleLogic.__init__(self)
-        self.pipeline = pipeline or CalciumScoringPipeline()
+        self._pipeline = pipeline
+
+    @property
+    def pipeline(self):
+        """The pipeline, created on first use (after pandas/scikit-image are ensured)."""
+        if self._pipeline is None:
+            self.ensureDependencies(networks=False)
+            from CalciumScoringLib.pipeline import CalciumScoringPipeline
+
+            self._pipeline = CalciumScoringPipeline()
+        return self._pipeline
 
     def getParameterNode(self):
         return CalciumScoringParameterNode(super().getParameterNode())
 
     def loadPhantom(self, seed=0):
         return self.pipeline.load_phantom(slicer.mrmlScene, seed=seed)
+
+    def ensureDependencies(self, networks=True):
+        """Install missing packages on first use, after asking (never at start-up):
+        pandas/scikit-image for any processing, PyTorch etc. before a network runs."""
+        from CalciumScoringLib import dependencies
+
+        torch_utils = None
+        if networks:
+            try:
+                import PyTorchUtils
+
+                torch_utils = PyTorchUtils.PyTorchUtilsLogic()
+            except ImportError:
+                pass
+        return dependencies.ensure(slicer.util.confirmOkCancelDisplay, slicer.util.pip_install,
+                                   torch_utils,
+                                   dependencies.REQUIRED if networks else dependencies.CORE)
 
     def modelNames(self):
         from CalciumScoringLib.models import list_models
