@@ -117,7 +117,6 @@ def test_bad_inputs_become_case_errors(tmp_path):
 
 
 def test_export_reviewed_cases_as_nnunet_datasets(cohort_dir, tmp_path):
-    from CalciumScoringLib import mrml_nodes as mn
     from CalciumScoringLib.mrml_headless import Harness
     from CalciumScoringLib.nnunet_export import export_nnunet
 

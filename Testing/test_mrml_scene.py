@@ -25,7 +25,7 @@ def test_scene_round_trip_mrb(mrml, tmp_path, phantom_cache):
     import pandas as pd
 
     df = pd.DataFrame({"group": ["aorta", "iliac"], "burden": [0.125, 0.5], "clusters": [3, 4]})
-    tab = mn.table_node_from_dataframe(scene, df, "scores")
+    mn.table_node_from_dataframe(scene, df, "scores")
     expected = sitk.GetArrayFromImage(ph.groups)
     path = tmp_path / "scene.mrb"
     assert scene.WriteToMRB(str(path))

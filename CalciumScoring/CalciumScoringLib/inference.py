@@ -113,7 +113,6 @@ def _largest(labels, values):
 
 def load_network(info, device="cpu"):
     """The torch network of a model folder, after the checksum check."""
-    import torch
     from safetensors.torch import load_file
 
     from .networks import build

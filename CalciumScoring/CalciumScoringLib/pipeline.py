@@ -86,7 +86,6 @@ class CalciumScoringPipeline:
         ``table`` are existing nodes to write the shortened arteries and scores into.  A
         calcification segmentation given as ``calcium`` is used as it is (no copy).
         """
-        import numpy as np
         import SimpleITK as sitk
 
         from ArteryShorteningLib.mrml_logic import segment_groups

@@ -5,7 +5,6 @@ import html
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from . import agreement as agr
 
