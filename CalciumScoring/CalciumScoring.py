@@ -109,9 +109,24 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRecompute(self):
         p = self._parameterNode
-        self._run(lambda: self.logic.recompute(
-            p.inputVolume, p.arteryGroups, p.calcifications, p.reportTable, p.shortenedArteries,
-            stumpLengthMm=p.stumpLengthMm, aortaMarginMm=p.aortaMarginMm))
+
+        def job(overwrite=False):
+            return self.logic.recompute(
+                p.inputVolume, p.arteryGroups, p.calcifications, p.reportTable,
+                p.shortenedArteries, stumpLengthMm=p.stumpLengthMm,
+                aortaMarginMm=p.aortaMarginMm, overwriteEdited=overwrite)
+
+        def ask_then_run():
+            from CalciumScoringLib.pipeline import EditedError
+
+            try:
+                return job()
+            except EditedError as exc:
+                if slicer.util.confirmYesNoDisplay(f"{exc}\n\nOverwrite it?"):
+                    return job(overwrite=True)
+                raise
+
+        self._run(ask_then_run)
 
     def _run(self, job):
         """Run ``job`` with progress, a Cancel button and the result shown; errors displayed."""
@@ -233,11 +248,15 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
                                      cancel=cancel)
 
     def recompute(self, volumeNode, arteryGroups, calcifications, table=None, shortened=None,
-                  stumpLengthMm=25.0, aortaMarginMm=10.0):
-        """Re-score edited segmentations (no network), updating ``table`` and ``shortened``."""
+                  stumpLengthMm=25.0, aortaMarginMm=10.0, overwriteEdited=False):
+        """Re-score edited segmentations (no network), updating ``table`` and ``shortened``.
+
+        Raises EditedError when ``shortened`` was edited by hand, unless ``overwriteEdited``.
+        """
         return self.pipeline.recompute(volumeNode, arteryGroups, calcifications, table=table,
                                        shortened=shortened, stump_length_mm=stumpLengthMm,
-                                       aorta_margin_mm=aortaMarginMm)
+                                       aorta_margin_mm=aortaMarginMm,
+                                       overwrite_edited=overwriteEdited)
 
     def showResults(self, result):
         """Switch to a layout with the table and show the score table."""

@@ -189,3 +189,30 @@ def test_artery_model_from_the_registry_and_cancel_inside_the_network(mrml, tmp_
     ct = sitk.GetArrayFromImage(mn.image_from_volume_node(vol))
     aorta = mn.segment_array(res.arteries, "aorta", vol) > 0
     assert aorta.sum() > 0 and np.all(ct[aorta] > 150)  # bright voxels only (resampling blurs)
+
+
+def test_rerun_never_overwrites_an_edited_output_without_asking(mrml):
+    import slicer
+
+    from CalciumScoringLib.pipeline import EditedError
+
+    pipe = CalciumScoringPipeline()
+    vol, groups = pipe.load_phantom(mrml.scene, seed=1, spacing=(2.0, 2.0, 2.0), fov="vessels")
+    first = pipe.process(vol, groups)
+    again = pipe.recompute(vol, groups, first.calcifications, table=first.table,
+                           shortened=first.shortened)  # unedited: updated in place
+    assert again.shortened is first.shortened
+    arr = mn.segment_array(first.shortened, "renal", vol)
+    arr[arr > 0] = 0  # the user erases the renal stumps in the shortened output
+    slicer.util.updateSegmentBinaryLabelmapFromArray(arr.astype(np.uint8), first.shortened, "renal", vol)
+    assert mn.is_edited(first.shortened, vol)
+    with pytest.raises(EditedError, match="was edited"):
+        pipe.recompute(vol, groups, first.calcifications, table=first.table,
+                       shortened=first.shortened)
+    assert mn.segment_array(first.shortened, "renal", vol).sum() == 0  # untouched
+    new = pipe.process(vol, groups)  # new outputs are always possible
+    assert new.shortened is not first.shortened
+    pipe.recompute(vol, groups, first.calcifications, table=first.table,
+                   shortened=first.shortened, overwrite_edited=True)
+    assert mn.segment_array(first.shortened, "renal", vol).sum() > 0
+    assert not mn.is_edited(first.shortened, vol)

@@ -170,6 +170,33 @@ def dataframe_from_table_node(node):
     return slicer.util.dataframeFromTable(node)
 
 
+CONTENT_ATTRIBUTE = "VascularCalcium.ContentDigest"
+
+
+def content_digest(node, reference_node):
+    """sha256 of a segmentation's segment ids and voxels on ``reference_node``'s grid."""
+    import hashlib
+
+    h = hashlib.sha256()
+    seg = node.GetSegmentation()
+    for i in range(seg.GetNumberOfSegments()):
+        sid = seg.GetNthSegmentID(i)
+        h.update(sid.encode())
+        h.update(np.packbits(segment_array(node, sid, reference_node) > 0).tobytes())
+    return h.hexdigest()
+
+
+def mark_unedited(node, reference_node):
+    """Remember the content the pipeline wrote, to detect later edits."""
+    node.SetAttribute(CONTENT_ATTRIBUTE, content_digest(node, reference_node))
+
+
+def is_edited(node, reference_node):
+    """True when a segmentation the pipeline wrote was changed since (e.g. in Segment Editor)."""
+    stored = node.GetAttribute(CONTENT_ATTRIBUTE)
+    return bool(stored) and stored != content_digest(node, reference_node)
+
+
 def remove_node(node):
     """Remove a node with its display and storage nodes (e.g. to undo a failed run)."""
     scene = node.GetScene()

@@ -49,6 +49,10 @@ def burden_plot(scene, table, name):
     return [series, chart]
 
 
+class EditedError(RuntimeError):
+    """An output the user edited would be overwritten; ask before passing overwrite_edited=True."""
+
+
 class CalciumScoringPipeline:
     """Runs the stages on nodes of one scene; collaborators are injectable for tests."""
 
@@ -73,7 +77,7 @@ class CalciumScoringPipeline:
         return volume, groups
 
     def process(self, volume, artery_groups, calcium="adaptive", progress=None, cancel=None,
-                shortened=None, table=None, **params):
+                shortened=None, table=None, overwrite_edited=False, **params):
         """Shorten, find calcification, score; returns a :class:`PipelineResult`.
 
         ``artery_groups`` is a segmentation node or a model name/folder (see
@@ -83,7 +87,9 @@ class CalciumScoringPipeline:
         ``params`` go to the shortening (``stump_length_mm``, ``aorta_margin_mm``, ...).
         ``cancel()`` is checked between stages (and between network windows); a
         cancelled or failed run removes every node it created.  ``shortened`` and
-        ``table`` are existing nodes to write the shortened arteries and scores into.  A
+        ``table`` are existing nodes to write the shortened arteries and scores into
+        (re-running into previous outputs); a ``shortened`` segmentation edited since
+        the pipeline wrote it raises :class:`EditedError` unless ``overwrite_edited``.  A
         calcification segmentation given as ``calcium`` is used as it is (no copy).
         """
         import SimpleITK as sitk
@@ -107,6 +113,10 @@ class CalciumScoringPipeline:
 
                 raise Cancelled("cancelled by the user; the scene is unchanged")
 
+        if shortened is not None and not overwrite_edited and mn.is_edited(shortened, volume):
+            raise EditedError(f"'{shortened.GetName()}' was edited since it was computed; "
+                              "re-running would overwrite the edits. Create new outputs, or "
+                              "confirm overwriting (overwrite_edited=True).")
         try:
             check()
             if isinstance(artery_groups, str):
@@ -174,6 +184,8 @@ class CalciumScoringPipeline:
                     "arteries": artery_groups.GetName()}
             for node in (out, table) + ((cnode,) if isinstance(calcium, str) else ()):
                 mn.set_provenance(node, prov)
+            for node in (out,) + ((cnode,) if isinstance(calcium, str) else ()):
+                mn.mark_unedited(node, volume)
         except BaseException:
             for node in created:  # a failed run leaves the scene as it was
                 mn.remove_node(node)
@@ -214,14 +226,14 @@ class CalciumScoringPipeline:
         return node, info
 
     def recompute(self, volume, artery_groups, calcifications, table=None, shortened=None,
-                  **params):
+                  overwrite_edited=False, **params):
         """Re-run shortening and scoring from (edited) segmentations, no network.
 
         Updates ``table`` and ``shortened`` in place when given (else creates them);
         returns the :class:`PipelineResult`.
         """
         return self.process(volume, artery_groups, calcium=calcifications, shortened=shortened,
-                            table=table, **params)
+                            table=table, overwrite_edited=overwrite_edited, **params)
 
     def validate(self, volume, reference_groups, reference_calcium, automated_groups,
                  automated_calcium, shortening=None):
