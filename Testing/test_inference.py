@@ -118,3 +118,22 @@ def test_nnunet_folder_without_nnunetv2_gives_install_hint(tmp_path, phantom_cac
     ph = phantom_cache(41, (2.0, 2.0, 2.0), fov="vessels")
     with pytest.raises(models.ModelError, match="pip install"):
         segment(ph.ct, f)
+
+
+def test_roi_restricts_the_work_to_the_cascade_region(threshold_model, phantom_cache):
+    ph = phantom_cache(2, (1.5, 1.5, 1.5), fov="vessels")
+    windows = []
+    full = segment(ph.ct, threshold_model, progress=lambda f, s: windows.append(s))
+    n_full = windows.count("network")
+    windows.clear()
+    roi = ph.groups == 4  # only around the renal arteries
+    part = segment(ph.ct, threshold_model, roi=roi, roi_margin_mm=5.0,
+                   progress=lambda f, s: windows.append(s))
+    assert windows.count("network") < n_full
+    a, b = sitk.GetArrayFromImage(full), sitk.GetArrayFromImage(part)
+    near = np.zeros(a.shape, bool)
+    from CalciumScoringLib.imagecheck import crop_box
+
+    near[crop_box(sitk.GetArrayFromImage(roi) > 0, pad=3)] = True
+    np.testing.assert_array_equal(b[near], a[near])  # identical inside the region
+    assert b[~near].sum() < a[~near].sum()  # nothing computed far from it

@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "artery-groups": {"labels": {"1": "aorta", "2": "iliac", "3": "mesenteric", "4": "renal"},
                       "spacing_mm": [2.0, 2.0, 2.0], "patch_size": [64, 64, 64],
-                      "features": [8, 16, 32, 64], "target": "groups"},
+                      "features": [8, 16, 32, 64], "tile_step": 0.75, "target": "groups"},
     "arteries-calcium": {"labels": {"1": "artery", "2": "calcification"},
                          "spacing_mm": [1.0, 1.0, 1.0], "patch_size": [64, 64, 64],
-                         "features": [12, 24, 48, 96], "target": "arteries"},
+                         "features": [12, 24, 48, 96], "tile_step": 0.75, "target": "arteries"},
 }
 NORM = {"type": "ct", "clip": [-1024.0, 2000.0], "mean": 100.0, "std": 300.0}
 VALIDATION_SEEDS = list(range(100000, 100006))
@@ -165,6 +165,7 @@ def export(name, log):
     saved = torch.load(ROOT / "training" / name / "checkpoint.pt", weights_only=False)
     card = {"name": name, "version": f"0.1.{saved['state']['iteration']}", "labels": cfg["labels"],
             "spacing_mm": cfg["spacing_mm"], "normalization": NORM, "patch_size": cfg["patch_size"],
+            "tile_step": cfg["tile_step"], "postprocessing": {"largest_component": [1]},
             "architecture": {"name": "unet3d", "params": {"in_channels": 1,
                                                           "num_classes": len(cfg["labels"]) + 1,
                                                           "features": cfg["features"]}},

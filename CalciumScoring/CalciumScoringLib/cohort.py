@@ -293,7 +293,8 @@ def run_cohort(cases, out_root, options, workers=1, shard=None, log=print):
         summaries.append(s)
         el = time.perf_counter() - t0
         eta = el / done * (len(cases) - done)
-        log(f"[{done}/{len(cases)}] {s['case_id']}: {s['status']}"
+        filled = int(20 * done / max(len(cases), 1))
+        log(f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{len(cases)} {s['case_id']}: {s['status']}"
             f"{' (' + s.get('error', '') + ')' if s['status'] == 'failed' else ''}"
             f"  elapsed {el:.0f} s, ETA {eta:.0f} s")
 

@@ -123,12 +123,16 @@ def load_network(info, device="cpu"):
     return net.to(device).eval()
 
 
-def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, mirror=None):
+def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, mirror=None,
+            roi=None, roi_margin_mm=10.0):
     """Label map of ``ct`` (SimpleITK, HU) by ``model`` (registry name or folder), on ct's grid.
 
     ``progress(fraction, stage)`` is called as work proceeds; ``cancel()`` is checked
     between windows and raises :class:`Cancelled` when it returns True.  CPU results
-    are deterministic (same input, same labels).
+    are deterministic (same input, same labels).  ``roi`` (a mask on ct's grid, e.g.
+    the artery groups of the first model) restricts the work to its bounding box plus
+    ``roi_margin_mm``: the cascade that keeps the fine calcium model fast.  The card's
+    ``tile_step`` (fraction of the patch between windows, default 0.5) sets the overlap.
     """
     import torch
 
@@ -152,14 +156,29 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
     work = _resample(sitk.Cast(ct, sitk.sitkFloat32), card["spacing_mm"], sitk.sitkLinear, -1024.0)
     arr = sitk.GetArrayFromImage(work)
     body_thr = card.get("body_threshold_hu", -500.0)
-    box = crop_box(arr > body_thr, pad=0) or tuple(slice(0, n) for n in arr.shape)
+    body = arr > body_thr
+    if roi is not None:
+        r = sitk.Resample(sitk.Cast(roi > 0, sitk.sitkUInt8), work, sitk.Transform(),
+                          sitk.sitkNearestNeighbor, 0)
+        rbox = crop_box(sitk.GetArrayViewFromImage(r) > 0, pad=0)
+        if rbox is None:
+            report(1.0, "done")
+            out = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
+            out.CopyInformation(ct)
+            return out
+        pad = [int(np.ceil(roi_margin_mm / s)) for s in work.GetSpacing()[::-1]]
+        keep = np.zeros(arr.shape, bool)
+        keep[tuple(slice(max(b.start - q, 0), b.stop + q) for b, q in zip(rbox, pad))] = True
+        body &= keep
+    box = crop_box(body, pad=0) or tuple(slice(0, n) for n in arr.shape)
     x = normalise(arr[box], card["normalization"])
     patch = tuple(card["patch_size"][::-1])
     ncls = len(card["labels"]) + (0 if "0" in card["labels"] else 1)
     torch.manual_seed(0)
     logits = sliding_window(net.to(device), x, patch, ncls,
                             mirror=card.get("mirroring", False) if mirror is None else mirror,
-                            progress=lambda f, s: report(0.05 + 0.85 * f, s), cancel=cancel)
+                            progress=lambda f, s: report(0.05 + 0.85 * f, s), cancel=cancel,
+                            step=float(card.get("tile_step", 0.5)))
     labels = np.zeros(arr.shape, np.uint8)
     labels[box] = np.argmax(logits, axis=0).astype(np.uint8)
     report(0.92, "resampling labels")
