@@ -72,6 +72,9 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self):
+        if getattr(self, "_timer", None) is not None:
+            self._cancelRequested = True
+            self._timer.stop()
         self.removeObservers()
 
     def onSceneEndClose(self, caller, event):
@@ -100,59 +103,93 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self):
         p = self._parameterNode
         arteries = p.arteryGroups if p.arterySource == "segmentation" else p.arterySource
-        if p.arterySource != "segmentation":
-            with slicer.util.tryWithErrorDisplay(_("Dependencies are missing."), waitCursor=False):
+        with slicer.util.tryWithErrorDisplay(_("Could not start."), waitCursor=True):
+            if p.arterySource != "segmentation":
                 self.logic.ensureDependencies()
-        self._run(lambda: self.logic.process(
-            p.inputVolume, arteries, calcium=p.calciumMethod, stumpLengthMm=p.stumpLengthMm,
-            aortaMarginMm=p.aortaMarginMm, progress=self._progress, cancel=self._cancelled))
+            job = self.logic.pipeline.prepare(p.inputVolume, arteries, p.calciumMethod,
+                                              stump_length_mm=p.stumpLengthMm,
+                                              aorta_margin_mm=p.aortaMarginMm)
+            self._startBackground(job)
 
     def onRecompute(self):
         p = self._parameterNode
+        from CalciumScoringLib.pipeline import EditedError
 
-        def job(overwrite=False):
-            return self.logic.recompute(
-                p.inputVolume, p.arteryGroups, p.calcifications, p.reportTable,
-                p.shortenedArteries, stumpLengthMm=p.stumpLengthMm,
-                aortaMarginMm=p.aortaMarginMm, overwriteEdited=overwrite)
+        def prepare(overwrite):
+            return self.logic.pipeline.prepare(
+                p.inputVolume, p.arteryGroups, p.calcifications, shortened=p.shortenedArteries,
+                overwrite_edited=overwrite, stump_length_mm=p.stumpLengthMm,
+                aorta_margin_mm=p.aortaMarginMm)
 
-        def ask_then_run():
-            from CalciumScoringLib.pipeline import EditedError
-
+        with slicer.util.tryWithErrorDisplay(_("Could not recompute."), waitCursor=True):
             try:
-                return job()
+                job = prepare(False)
             except EditedError as exc:
-                if slicer.util.confirmYesNoDisplay(f"{exc}\n\nOverwrite it?"):
-                    return job(overwrite=True)
-                raise
+                if not slicer.util.confirmYesNoDisplay(f"{exc}\n\nOverwrite it?"):
+                    return
+                job = prepare(True)
+            self._startBackground(job, p.shortenedArteries, p.reportTable)
 
-        self._run(ask_then_run)
+    def _startBackground(self, job, shortened=None, table=None):
+        """Run the computation in a worker thread; the UI stays responsive (polled by a timer)."""
+        import queue
+        import threading
 
-    def _run(self, job):
-        """Run ``job`` with progress, a Cancel button and the result shown; errors displayed."""
-        p = self._parameterNode
+        import qt
+
         self._cancelRequested = False
+        self._queue, self._outcome = queue.Queue(), {}
+        self._job, self._targets = job, (shortened, table)
+
+        def work():
+            try:
+                self._outcome["computed"] = self.logic.pipeline.compute(
+                    job, progress=lambda f, s: self._queue.put((f, s)),
+                    cancel=lambda: self._cancelRequested)
+            except BaseException as exc:  # reported on the main thread
+                self._outcome["error"] = exc
+
+        self._thread = threading.Thread(target=work, daemon=True)
+        self._thread.start()
         self.ui.applyButton.enabled, self.ui.cancelButton.enabled = False, True
-        try:
-            with slicer.util.tryWithErrorDisplay(_("Processing failed."), waitCursor=True):
-                result = job()
-                p.shortenedArteries, p.reportTable = result.shortened, result.table
+        self.ui.recomputeButton.enabled = False
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.connect("timeout()", self._poll)
+        self._timer.start()
+
+    def _poll(self):
+        while not self._queue.empty():
+            self._progress(*self._queue.get())
+        if self._thread.is_alive():
+            return
+        self._timer.stop()
+        self.ui.cancelButton.enabled = False
+        self._updateApply()
+        error = self._outcome.get("error")
+        if error is not None:
+            self.ui.progressBar.value = 0
+            if type(error).__name__ == "Cancelled":
+                self.ui.statusLabel.text = _("Cancelled; the scene is unchanged.")
+            else:
+                slicer.util.errorDisplay(_("Processing failed: ") + str(error))
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Could not create the outputs."), waitCursor=True):
+            result = self.logic.pipeline.publish(p.inputVolume, self._job, self._outcome["computed"],
+                                                 *self._targets)
+            p.shortenedArteries, p.reportTable = result.shortened, result.table
+            if result.calcifications is not None:
                 p.calcifications = result.calcifications
-                if result.arteries is not None:
-                    p.arteryGroups = result.arteries
-                self.logic.showResults(result)
-                self.ui.statusLabel.text = "; ".join(result.warnings) or _("Done.")
-        finally:
-            self.ui.cancelButton.enabled = False
-            self._updateApply()
+            if result.arteries is not None:
+                p.arteryGroups = result.arteries
+                p.arterySource = "segmentation"
+            self.logic.showResults(result)
+            self._progress(1.0, "; ".join(result.warnings) or _("Done."))
 
     def onCancel(self):
         self._cancelRequested = True
         self.ui.statusLabel.text = _("Cancelling...")
-
-    def _cancelled(self):
-        slicer.app.processEvents()  # keeps the UI responsive and lets Cancel be clicked
-        return self._cancelRequested
 
     def onEdit(self, which):
         p = self._parameterNode
@@ -180,7 +217,6 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _progress(self, fraction, stage):
         self.ui.progressBar.value = int(100 * fraction)
         self.ui.statusLabel.text = stage
-        slicer.app.processEvents()
 
 
 class CalciumScoringLogic(ScriptedLoadableModuleLogic):

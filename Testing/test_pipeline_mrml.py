@@ -216,3 +216,23 @@ def test_rerun_never_overwrites_an_edited_output_without_asking(mrml):
                    shortened=first.shortened, overwrite_edited=True)
     assert mn.segment_array(first.shortened, "renal", vol).sum() > 0
     assert not mn.is_edited(first.shortened, vol)
+
+
+def test_compute_runs_in_a_background_thread_and_publish_matches_process(mrml):
+    import threading
+
+    pipe = CalciumScoringPipeline()
+    vol, groups = pipe.load_phantom(mrml.scene, seed=4, spacing=(2.0, 2.0, 2.0), fov="vessels")
+    job = pipe.prepare(vol, groups, "adaptive")  # main thread: reads the scene
+    n_nodes = mrml.scene.GetNumberOfNodes()
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("c", pipe.compute(job)))
+    t.start()
+    t.join(120)
+    assert mrml.scene.GetNumberOfNodes() == n_nodes  # compute never touches the scene
+    threaded = pipe.publish(vol, job, box["c"])
+    direct = pipe.process(vol, groups, "adaptive")
+    a = mn.dataframe_from_table_node(threaded.table)
+    b = mn.dataframe_from_table_node(direct.table)
+    np.testing.assert_allclose(a.burden.astype(float), b.burden.astype(float))
+    assert list(a.cluster_count) == list(b.cluster_count)

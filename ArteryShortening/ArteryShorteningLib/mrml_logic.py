@@ -5,6 +5,8 @@ the CalciumScoring pipeline and the Python console call.  It never modifies the
 input node unless ``in_place=True`` is asked for explicitly.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import SimpleITK as sitk
 import slicer
@@ -87,6 +89,45 @@ def _reference_labelmap(segmentation_node, reference_volume):
     return lm
 
 
+@dataclass
+class GroupSegments:
+    """Artery-group segments read from a segmentation on a reference grid."""
+
+    image: sitk.Image  # label map 1 aorta, 2 iliac, 3 mesenteric, 4 renal
+    masks: dict  # segment id -> boolean (k, j, i) array
+    groups: dict  # segment id -> group name
+    terms: dict  # segment id -> name/colour/terminology to reuse for outputs
+
+
+def read_group_segments(node, reference_node, mapping=None):
+    """Read the group segments of ``node`` on ``reference_node``'s grid (volume node).
+
+    Overlaps are resolved so that the aorta owns the ostia, as in the networks' labels.
+    """
+    groups_of = segment_groups(node, mapping)
+    masks = {sid: mn.segment_array(node, sid, reference_node) > 0 for sid in groups_of}
+    ref = mn.image_from_volume_node(reference_node)
+    lab = np.zeros(sitk.GetArrayViewFromImage(ref).shape, np.uint8)
+    for sid, g in groups_of.items():
+        if g != "aorta":
+            lab[masks[sid]] = GROUP_LABELS[g]
+    for sid, g in groups_of.items():
+        if g == "aorta":
+            lab[masks[sid]] = 1
+    img = sitk.GetImageFromArray(lab)
+    img.CopyInformation(ref)
+    seg = node.GetSegmentation()
+    terms = {sid: _CopiedTerm(seg.GetSegment(sid), sid) for sid in groups_of}
+    return GroupSegments(img, masks, groups_of, terms)
+
+
+def write_group_segments(output_node, gs, labels, reference_node):
+    """Write each input segment restricted to its group in ``labels`` (e.g. the shortened map)."""
+    for sid, g in gs.groups.items():
+        mn.add_segment(output_node, gs.terms[sid], gs.masks[sid] & (labels == GROUP_LABELS[g]),
+                       reference_node, group=g)
+
+
 def _color_table_ids(scene):
     nodes = scene.GetNodesByClass("vtkMRMLColorTableNode")
     return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
@@ -127,23 +168,12 @@ class ArteryShorteningMRMLLogic:
 
     def _process_segmentation(self, scene, node, output_node, reference_volume, mapping,
                               in_place, params):
-        groups_of = segment_groups(node, mapping)
+        segment_groups(node, mapping)  # a clear error before any work
         colors_before = _color_table_ids(scene)
         tmp = _reference_labelmap(node, reference_volume)
         try:
-            masks = {sid: mn.segment_array(node, sid, tmp) > 0 for sid in groups_of}
-            ref = mn.image_from_volume_node(tmp)
-            lab = np.zeros(sitk.GetArrayViewFromImage(ref).shape, np.uint8)
-            for sid, g in groups_of.items():  # aorta last: it owns the ostia
-                if g != "aorta":
-                    lab[masks[sid]] = GROUP_LABELS[g]
-            for sid, g in groups_of.items():
-                if g == "aorta":
-                    lab[masks[sid]] = 1
-            img = sitk.GetImageFromArray(lab)
-            img.CopyInformation(ref)
-            res = shorten_arteries(img, **params)
-            out = sitk.GetArrayViewFromImage(res.labelmap)
+            gs = read_group_segments(node, tmp, mapping)
+            res = shorten_arteries(gs.image, **params)
             if in_place:
                 output_node = node
             if output_node is None:
@@ -151,11 +181,7 @@ class ArteryShorteningMRMLLogic:
                     "vtkMRMLSegmentationNode", scene.GenerateUniqueName(f"{node.GetName()} shortened"))
                 output_node.CreateDefaultDisplayNodes()
                 output_node.SetReferenceImageGeometryParameterFromVolumeNode(tmp)
-            seg = node.GetSegmentation()
-            for sid, g in groups_of.items():
-                kept = masks[sid] & (out == GROUP_LABELS[g])
-                mn.add_segment(output_node, _CopiedTerm(seg.GetSegment(sid), sid), kept, tmp,
-                               group=g)
+            write_group_segments(output_node, gs, sitk.GetArrayViewFromImage(res.labelmap), tmp)
         finally:  # the temporary label map, its display node and the colour table export made
             mn.remove_node(tmp)
             for cid in _color_table_ids(scene) - colors_before:

@@ -1,15 +1,18 @@
 """The CalciumScoring pipeline on scene nodes (MRML adapter layer).
 
-Today: artery groups (an existing segmentation) -> shortening -> calcification
-(a threshold method, or an existing calcification segmentation) -> scores,
-plus a synthetic phantom loader for demos and tests.  The network stage plugs in
-here when it lands, so the Slicer module, the console and the CLI keep calling
-one object.
+artery groups (a model from the registry, or an existing segmentation) ->
+shortening -> calcification (a threshold method, a model, or an existing
+segmentation) -> scores, table and chart; plus re-scoring of edited
+segmentations, per-case validation and a synthetic phantom loader for demos.
+``prepare`` (reads the scene) / ``compute`` (images only, safe in a background
+thread) / ``publish`` (writes the scene) split every run, so the Slicer module stays
+responsive; the Python console, the CLI and the tests call the same object.
 """
 
 from dataclasses import dataclass, field
 
 import pandas as pd
+import SimpleITK as sitk
 
 from . import mrml_nodes as mn
 from . import segment_terms as st
@@ -49,19 +52,40 @@ def burden_plot(scene, table, name):
     return [series, chart]
 
 
+@dataclass
+class Job:
+    """What a run needs from the scene, read on the main thread by ``prepare``."""
+
+    name: str
+    ct: object
+    groups: object = None  # artery groups from a segmentation (label map)
+    groups_model: str = None
+    segments: object = None  # ArteryShorteningLib.mrml_logic.GroupSegments of that segmentation
+    arteries_source: dict = None
+    calcium: object = None  # calcification from a segmentation
+    calcium_spec: str = None  # threshold method or model name
+    calcium_node_name: str = None
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class Computed:
+    """Results of ``compute`` (images and tables only, no MRML)."""
+
+    groups_full: object = None
+    arteries_source: dict = None
+    shortening: object = None
+    calcium: object = None
+    calcium_source: dict = None
+    scores: object = None
+
+
 class EditedError(RuntimeError):
     """An output the user edited would be overwritten; ask before passing overwrite_edited=True."""
 
 
 class CalciumScoringPipeline:
-    """Runs the stages on nodes of one scene; collaborators are injectable for tests."""
-
-    def __init__(self, shortening_logic=None):
-        if shortening_logic is None:
-            from ArteryShorteningLib.mrml_logic import ArteryShorteningMRMLLogic
-
-            shortening_logic = ArteryShorteningMRMLLogic()
-        self.shortening = shortening_logic
+    """Runs the stages on the nodes of one scene (stateless: one instance serves many runs)."""
 
     def load_phantom(self, scene, seed=0, spacing=(0.8, 0.8, 1.0), **options):
         """Add a phantom CTA volume and its artery-group segmentation to ``scene``."""
@@ -77,123 +101,178 @@ class CalciumScoringPipeline:
         return volume, groups
 
     def process(self, volume, artery_groups, calcium="adaptive", progress=None, cancel=None,
-                shortened=None, table=None, overwrite_edited=False, **params):
-        """Shorten, find calcification, score; returns a :class:`PipelineResult`.
+                shortened=None, table=None, overwrite_edited=False, mapping=None, **params):
+        """Segment (if a model is given), shorten, find calcification, score.
 
         ``artery_groups`` is a segmentation node or a model name/folder (see
         :mod:`.models`), whose output becomes "<volume> arteries".  ``calcium`` is a
         threshold method name (see :mod:`.thresholds`), a model name (label 2 =
-        calcification) or a segmentation node whose segments are all calcification.
-        ``params`` go to the shortening (``stump_length_mm``, ``aorta_margin_mm``, ...).
-        ``cancel()`` is checked between stages (and between network windows); a
-        cancelled or failed run removes every node it created.  ``shortened`` and
-        ``table`` are existing nodes to write the shortened arteries and scores into
-        (re-running into previous outputs); a ``shortened`` segmentation edited since
-        the pipeline wrote it raises :class:`EditedError` unless ``overwrite_edited``.  A
-        calcification segmentation given as ``calcium`` is used as it is (no copy).
-        """
-        import SimpleITK as sitk
+        calcification) or a segmentation node whose segments are all calcification
+        (used as it is, no copy).  ``params`` go to the shortening
+        (``stump_length_mm``, ``aorta_margin_mm``, ...).  ``cancel()`` is checked between
+        stages and network windows; a cancelled or failed run leaves the scene as it
+        was.  ``shortened`` and ``table`` are existing nodes to write into (re-running
+        into previous outputs); a ``shortened`` segmentation edited since the pipeline
+        wrote it raises :class:`EditedError` unless ``overwrite_edited``.
 
-        from ArteryShorteningLib.mrml_logic import segment_groups
+        The three steps are also available separately, so the Slicer module runs
+        :meth:`compute` in a background thread: :meth:`prepare` (reads the scene),
+        :meth:`compute` (no MRML), :meth:`publish` (writes the scene).
+        """
+        job = self.prepare(volume, artery_groups, calcium, mapping=mapping, shortened=shortened,
+                           overwrite_edited=overwrite_edited, **params)
+        computed = self.compute(job, progress=progress, cancel=cancel)
+        result = self.publish(volume, job, computed, shortened=shortened, table=table)
+        if progress:
+            progress(1.0, "done")
+        return result
+
+    def prepare(self, volume, artery_groups, calcium="adaptive", mapping=None, shortened=None,
+                overwrite_edited=False, **params):
+        """Read everything the computation needs from the scene (main thread): a :class:`Job`."""
+        from ArteryShorteningLib.mrml_logic import read_group_segments
 
         from . import thresholds
-        from .scoring import score
 
         if volume is None or artery_groups is None:
-            raise ValueError("select a CTA volume and an artery-group segmentation")
-        ct = mn.image_from_volume_node(volume)
-        name = volume.GetName()
-        scene = volume.GetScene()
-        created = []
-        report = progress or (lambda f, s: None)
-
-        def check():
-            if cancel is not None and cancel():
-                from .inference import Cancelled
-
-                raise Cancelled("cancelled by the user; the scene is unchanged")
-
+            raise ValueError("select a CTA volume and an artery source (segmentation or model)")
         if shortened is not None and not overwrite_edited and mn.is_edited(shortened, volume):
             raise EditedError(f"'{shortened.GetName()}' was edited since it was computed; "
                               "re-running would overwrite the edits. Create new outputs, or "
                               "confirm overwriting (overwrite_edited=True).")
-        try:
-            check()
-            if isinstance(artery_groups, str):
-                artery_groups, info = self._segment_arteries(volume, ct, artery_groups, report, cancel)
-                created.append(artery_groups)
-            check()
-            report(0.3, "shortening arteries")
-            mapping = params.pop("mapping", None)
-            out, branch_table, res = self.shortening.process(
-                artery_groups, output_node=shortened, reference_volume=volume, mapping=mapping,
-                **params)
-            created += [branch_table] + ([out] if shortened is None else [])
-            if shortened is None:
-                out.SetName(f"{name} arteries shortened")
-            branch_table.SetName(f"{name} shortening report")
-            to_value = {sid: st.GROUP_LABELS[g]
-                        for sid, g in segment_groups(artery_groups, mapping).items()}
-            full = mn.labelmap_from_segmentation(artery_groups, to_value, volume)
-            short = mn.labelmap_from_segmentation(out, to_value, volume)
-            check()
-            report(0.5, "calcification")
-            if isinstance(calcium, str) and calcium in thresholds.METHODS:
-                if calcium == "idealised":
-                    raise ValueError("the idealised threshold needs a reference: use validation")
-                calc = thresholds.METHODS[calcium](ct, full > 0)
-                source = {"method": calcium, "threshold_hu": calc.GetMetaData("threshold_hu")}
-            elif isinstance(calcium, str):
-                from .inference import find_model, segment
+        job = Job(volume.GetName(), mn.image_from_volume_node(volume), params=dict(params))
+        if isinstance(artery_groups, str):
+            job.groups_model = artery_groups
+        else:
+            job.segments = read_group_segments(artery_groups, volume, mapping)
+            job.groups = job.segments.image
+            job.arteries_source = {"segmentation": artery_groups.GetName()}
+        if isinstance(calcium, str):
+            if calcium == "idealised":
+                raise ValueError("the idealised threshold needs a reference: use validation")
+            if calcium not in thresholds.METHODS:
+                from .models import find_model
 
                 try:
-                    info = find_model(calcium)
+                    find_model(calcium)
                 except Exception as exc:
                     raise ValueError(f"unknown calcification method or model {calcium!r}: "
                                      f"{exc}") from exc
-                lab = segment(ct, info, progress=lambda f, s: report(0.5 + 0.15 * f, s),
-                              cancel=cancel)
-                calc = sitk.Cast(lab == 2, sitk.sitkUInt8)
-                source = {"model": info.name, "version": info.version,
-                          "sha256": info.card.get("sha256")}
+            job.calcium_spec = calcium
+        else:
+            seg = calcium.GetSegmentation()
+            ids = {seg.GetNthSegmentID(i): 1 for i in range(seg.GetNumberOfSegments())}
+            job.calcium = sitk.Cast(mn.labelmap_from_segmentation(calcium, ids, volume),
+                                    sitk.sitkUInt8)
+            job.calcium_node_name = calcium.GetName()
+        return job
+
+    def compute(self, job, progress=None, cancel=None):
+        """Networks, shortening, calcification and scores on images only (any thread)."""
+        from ArteryShorteningLib import shorten_arteries
+
+        from . import thresholds
+        from .inference import Cancelled, find_model, segment
+        from .scoring import score
+
+        report = progress or (lambda f, s: None)
+
+        def check():
+            if cancel is not None and cancel():
+                raise Cancelled("cancelled by the user; the scene is unchanged")
+
+        check()
+        c = Computed()
+        if job.groups_model is not None:
+            info = find_model(job.groups_model)
+            c.groups_full = segment(job.ct, info, progress=lambda f, s: report(0.3 * f, s),
+                                    cancel=cancel)
+            c.arteries_source = {"model": info.name, "version": info.version,
+                                 "sha256": info.card.get("sha256")}
+        else:
+            c.groups_full, c.arteries_source = job.groups, job.arteries_source
+        check()
+        report(0.3, "shortening arteries")
+        c.shortening = shorten_arteries(c.groups_full, **job.params)
+        check()
+        report(0.5, "calcification")
+        if job.calcium is not None:
+            c.calcium = job.calcium
+            c.calcium_source = {"segmentation": job.calcium_node_name}
+        elif job.calcium_spec in thresholds.METHODS:
+            c.calcium = thresholds.METHODS[job.calcium_spec](job.ct, c.groups_full > 0)
+            c.calcium_source = {"method": job.calcium_spec,
+                                "threshold_hu": c.calcium.GetMetaData("threshold_hu")}
+        else:
+            info = find_model(job.calcium_spec)
+            lab = segment(job.ct, info, progress=lambda f, s: report(0.5 + 0.15 * f, s),
+                          cancel=cancel, roi=c.groups_full > 0)
+            c.calcium = sitk.Cast(lab == 2, sitk.sitkUInt8)
+            c.calcium_source = {"model": info.name, "version": info.version,
+                                "sha256": info.card.get("sha256")}
+        check()
+        report(0.7, "scoring")
+        c.scores = score(job.ct, c.shortening.labelmap, c.calcium, groups_full=c.groups_full)
+        check()
+        report(0.9, "writing results")
+        return c
+
+    def publish(self, volume, job, c, shortened=None, table=None):
+        """Create (or update) the output nodes of a computed run (main thread)."""
+        from ArteryShorteningLib.mrml_logic import write_group_segments
+
+        scene, name = volume.GetScene(), job.name
+        created = []
+        try:
+            arteries = None
+            if job.groups_model is not None:
+                arteries = mn.segmentation_node_from_labelmap(
+                    scene, c.groups_full, st.group_segments(), volume, f"{name} arteries")
+                created.append(arteries)
+                mn.set_provenance(arteries, dict(c.arteries_source, input=name))
+            out = shortened
+            if out is None:
+                out = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                              scene.GenerateUniqueName(f"{name} arteries shortened"))
+                created.append(out)
+                out.CreateDefaultDisplayNodes()
+                out.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+            short_arr = sitk.GetArrayViewFromImage(c.shortening.labelmap)
+            if job.segments is not None:
+                write_group_segments(out, job.segments, short_arr, volume)
             else:
-                seg = calcium.GetSegmentation()
-                ids = [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
-                calc = sitk.Cast(mn.labelmap_from_segmentation(calcium, {i: 1 for i in ids}, volume),
-                                 sitk.sitkUInt8)
-                source = {"segmentation": calcium.GetName()}
-            check()
-            report(0.7, "scoring")
-            result = score(ct, short, calc, groups_full=full)
-            calc_arr = sitk.GetArrayViewFromImage(calc) > 0
-            full_arr = sitk.GetArrayViewFromImage(full)
-            if not isinstance(calcium, str):
-                cnode = calcium
-            else:
+                for value, term in st.group_segments():
+                    mn.add_segment(out, term, short_arr == value, volume)
+            branches = c.shortening.branches.copy()
+            branches["takeoff_lps"] = branches["takeoff_lps"].astype(str)
+            branch_table = mn.table_node_from_dataframe(scene, branches, f"{name} shortening report")
+            created.append(branch_table)
+            calc_arr = sitk.GetArrayViewFromImage(c.calcium) > 0
+            full_arr = sitk.GetArrayViewFromImage(c.groups_full)
+            cnode = None
+            if job.calcium is None:
                 cnode = self._calcification_node(scene, volume, name, calc_arr, full_arr)
                 created.append(cnode)
             if table is None:
-                table = mn.table_node_from_dataframe(scene, result.table, f"{name} calcium scores")
+                table = mn.table_node_from_dataframe(scene, c.scores.table, f"{name} calcium scores")
                 created.append(table)
                 created += burden_plot(scene, table, f"{name} burden")
             else:  # re-scoring: the same table (and the chart reading it) is updated
-                mn.table_node_from_dataframe(scene, result.table, table.GetName(), node=table)
-            prov = {"pipeline": "CalciumScoring", "calcification": source,
-                    "shortening": res.parameters, "scoring": result.parameters,
-                    "warnings": res.warnings + result.warnings, "input": name,
-                    "arteries": artery_groups.GetName()}
-            for node in (out, table) + ((cnode,) if isinstance(calcium, str) else ()):
+                mn.table_node_from_dataframe(scene, c.scores.table, table.GetName(), node=table)
+            prov = {"pipeline": "CalciumScoring", "arteries": c.arteries_source,
+                    "calcification": c.calcium_source, "shortening": c.shortening.parameters,
+                    "scoring": c.scores.parameters, "input": name,
+                    "warnings": c.shortening.warnings + c.scores.warnings}
+            for node in (out, table, branch_table) + ((cnode,) if cnode is not None else ()):
                 mn.set_provenance(node, prov)
-            for node in (out,) + ((cnode,) if isinstance(calcium, str) else ()):
+            for node in (out,) + ((cnode,) if cnode is not None else ()):
                 mn.mark_unedited(node, volume)
         except BaseException:
             for node in created:  # a failed run leaves the scene as it was
                 mn.remove_node(node)
             raise
-        report(1.0, "done")
-        return PipelineResult(out, cnode, table, branch_table, result.table,
-                              list(res.warnings) + list(result.warnings),
-                              artery_groups if artery_groups in created else None)
+        return PipelineResult(out, cnode, table, branch_table, c.scores.table,
+                              list(c.shortening.warnings) + list(c.scores.warnings), arteries)
 
     @staticmethod
     def _calcification_node(scene, volume, name, calc_arr, full_arr):
@@ -212,18 +291,6 @@ class CalciumScoringPipeline:
         cnode.GetSegmentation().GetSegment("other_calcification").SetName(
             "calcification outside the arteries")
         return cnode
-
-    def _segment_arteries(self, volume, ct, model, report, cancel):
-        """Run an artery-group model; a new "<volume> arteries" segmentation node."""
-        from .inference import find_model, segment
-
-        info = find_model(model)
-        lab = segment(ct, info, progress=lambda f, s: report(0.3 * f, s), cancel=cancel)
-        node = mn.segmentation_node_from_labelmap(volume.GetScene(), lab, st.group_segments(),
-                                                  volume, f"{volume.GetName()} arteries")
-        mn.set_provenance(node, {"model": info.name, "version": info.version,
-                                 "sha256": info.card.get("sha256"), "input": volume.GetName()})
-        return node, info
 
     def recompute(self, volume, artery_groups, calcifications, table=None, shortened=None,
                   overwrite_edited=False, **params):
