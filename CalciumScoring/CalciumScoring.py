@@ -68,6 +68,7 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._cancelRequested = False
         self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
         self.ui.validateButton.connect("clicked(bool)", self.onValidate)
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onVolumeChanged)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 
@@ -93,6 +94,19 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ready = bool(p and p.inputVolume and (p.arteryGroups or p.arterySource != "segmentation"))
         self.ui.applyButton.enabled = ready
         self.ui.recomputeButton.enabled = bool(p and p.reportTable and p.calcifications)
+
+    def onVolumeChanged(self, volume):
+        """Show the outputs of the last run on this volume (also from a reopened scene)."""
+        from CalciumScoringLib.runs import last_run
+
+        run = last_run(volume) if volume is not None else None
+        if run is None or self._parameterNode is None:
+            return
+        p = self._parameterNode
+        p.shortenedArteries, p.calcifications, p.reportTable = \
+            run["shortened"], run["calcifications"], run["table"]
+        if run["arteries"] is not None:
+            p.arteryGroups, p.arterySource = run["arteries"], "segmentation"
 
     def onLoadPhantom(self):
         with slicer.util.tryWithErrorDisplay(_("Could not create the phantom."), waitCursor=True):

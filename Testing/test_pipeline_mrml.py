@@ -236,3 +236,32 @@ def test_compute_runs_in_a_background_thread_and_publish_matches_process(mrml):
     b = mn.dataframe_from_table_node(direct.table)
     np.testing.assert_allclose(a.burden.astype(float), b.burden.astype(float))
     assert list(a.cluster_count) == list(b.cluster_count)
+
+
+def test_scene_reopened_restores_the_run_and_rescoring_updates_it(mrml, tmp_path):
+    from CalciumScoringLib.runs import last_run
+
+    pipe = CalciumScoringPipeline()
+    vol, groups = pipe.load_phantom(mrml.scene, seed=5, spacing=(2.0, 2.0, 2.0), fov="vessels")
+    res = pipe.process(vol, groups, "fixed", stump_length_mm=30.0)
+    before = mn.dataframe_from_table_node(res.table)
+    path = tmp_path / "run.mrb"
+    assert mrml.scene.WriteToMRB(str(path))
+    mrml.scene.Clear(0)
+    assert mrml.scene.ReadFromMRB(str(path))
+    vol2 = mrml.scene.GetFirstNodeByName("Phantom CTA 5")
+    run = last_run(vol2)
+    assert run["parameters"]["stump_length_mm"] == 30.0
+    assert run["parameters"]["calcium"]["method"] == "fixed"
+    assert run["shortened"].GetName() == "Phantom CTA 5 arteries shortened"
+    assert run["arteries"].GetName() == "Phantom CTA 5 artery groups"
+    assert run["calcifications"].GetName() == "Phantom CTA 5 calcifications"
+    pd_back = mn.dataframe_from_table_node(run["table"])
+    # MRML writes table values as text with 6 significant digits
+    np.testing.assert_allclose(pd_back.burden.astype(float), before.burden.astype(float), rtol=1e-5)
+    n = mrml.scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode")
+    again = pipe.recompute(vol2, run["arteries"], run["calcifications"], table=run["table"],
+                           shortened=run["shortened"], stump_length_mm=30.0)
+    assert again.table is run["table"]
+    assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode") == n  # one record
+    assert last_run(vol2)["calcifications"] is run["calcifications"]

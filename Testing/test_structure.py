@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["CalciumScoring", "ArteryShortening"]
-MRML_ADAPTERS = {"mrml_nodes.py", "mrml_logic.py", "pipeline.py", "mrml_headless.py", "case_export.py", "nnunet_export.py"}
+MRML_ADAPTERS = {"mrml_nodes.py", "mrml_logic.py", "pipeline.py", "mrml_headless.py", "case_export.py", "nnunet_export.py", "runs.py"}
 
 
 def _ui_names(path):

@@ -15,6 +15,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from . import mrml_nodes as mn
+from .runs import RUN_NEW, save_run
 from . import segment_terms as st
 from .phantoms import make_phantom
 
@@ -65,6 +66,8 @@ class Job:
     calcium: object = None  # calcification from a segmentation
     calcium_spec: str = None  # threshold method or model name
     calcium_node_name: str = None
+    source_node: object = None  # the artery segmentation node given by the user
+    calcium_node: object = None  # the calcification segmentation node given by the user
     params: dict = field(default_factory=dict)
 
 
@@ -147,6 +150,7 @@ class CalciumScoringPipeline:
             job.segments = read_group_segments(artery_groups, volume, mapping)
             job.groups = job.segments.image
             job.arteries_source = {"segmentation": artery_groups.GetName()}
+            job.source_node = artery_groups
         if isinstance(calcium, str):
             if calcium == "idealised":
                 raise ValueError("the idealised threshold needs a reference: use validation")
@@ -165,6 +169,7 @@ class CalciumScoringPipeline:
             job.calcium = sitk.Cast(mn.labelmap_from_segmentation(calcium, ids, volume),
                                     sitk.sitkUInt8)
             job.calcium_node_name = calcium.GetName()
+            job.calcium_node = calcium
         return job
 
     def compute(self, job, progress=None, cancel=None):
@@ -267,6 +272,11 @@ class CalciumScoringPipeline:
                 mn.set_provenance(node, prov)
             for node in (out,) + ((cnode,) if cnode is not None else ()):
                 mn.mark_unedited(node, volume)
+            record = save_run(volume, {"arteries": arteries or job.source_node, "shortened": out,
+                                       "calcifications": cnode or job.calcium_node,
+                                       "table": table}, dict(job.params, calcium=c.calcium_source))
+            if record not in created and record.GetAttribute(RUN_NEW) == "1":
+                created.append(record)
         except BaseException:
             for node in created:  # a failed run leaves the scene as it was
                 mn.remove_node(node)
