@@ -144,23 +144,66 @@ def train(name, minutes, threads, pool_size, log):
 
 
 def evaluate(folder, cfg, log):
-    """Dice per label and calcified volume error on the held-out phantoms."""
+    """Dice per label (and calcified volume error per group for the calcium model) on the
+    held-out phantoms."""
+    from CalciumScoringLib.scoring import score
+
     dices = {k: [] for k in cfg["labels"]}
+    vol_err = {g: [] for g in ("aorta", "iliac", "mesenteric", "renal")}
     for seed in VALIDATION_SEEDS:
         rng = np.random.default_rng(seed)
         o = random_options(rng)
         ph = make_phantom(seed, spacing=o.pop("spacing"), **o)
-        pred = sitk.GetArrayFromImage(segment(ph.ct, folder, threads=2))
+        roi = ph.groups > 0 if cfg["target"] == "arteries" else None
+        lab = segment(ph.ct, folder, threads=2, roi=roi)
+        pred = sitk.GetArrayFromImage(lab)
         ref = sitk.GetArrayFromImage(getattr(ph, cfg["target"]))
         for k in cfg["labels"]:
             a, b = pred == int(k), ref == int(k)
             dices[k].append(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+        if cfg["target"] == "arteries":  # calcified volume per group, on the true groups
+            t = score(ph.ct, ph.groups, ph.arteries == 2).table.set_index("region")
+            p = score(ph.ct, ph.groups, lab == 2).table.set_index("region")
+            for g in vol_err:
+                if t.loc[g, "calcium_volume_mm3"] > 0:
+                    vol_err[g].append(abs(p.loc[g, "calcium_volume_mm3"] / t.loc[g, "calcium_volume_mm3"] - 1))
         log(f"validation seed {seed}: " + ", ".join(f"{cfg['labels'][k]} {v[-1]:.3f}"
                                                     for k, v in dices.items()))
-    return {f"dice_{cfg['labels'][k]}": float(np.mean(v)) for k, v in dices.items()}
+    out = {f"dice_{cfg['labels'][k]}": float(np.mean(v)) for k, v in dices.items()}
+    if cfg["target"] == "arteries":
+        out.update({f"calcium_volume_error_{g}": float(np.mean(v)) for g, v in vol_err.items() if v})
+    return out
 
 
-def export(name, log):
+def evaluate_real(folder, cfg, log, out_png=None):
+    """Dice on the labelled real scans of ../shared/data (skipped when absent) and a picture."""
+    data = ROOT.parent / "shared" / "data"
+    if cfg["target"] != "groups" or not data.is_dir():
+        return {}
+    from CalciumScoringLib.cohort import read_ct
+    from CalciumScoringLib.figures import case_figure
+
+    res = {}
+    cases = [("ts_abdomen_ct", data / "ts_abdomen_ct" / "ct.nii.gz", data / "ts_abdomen_ct" / "groups.nii.gz"),
+             ("ts_dicom_series", data / "ts_dicom_series" / "dicom", data / "ts_dicom_series" / "aorta.nii.gz")]
+    for name, ct_path, ref_path in cases:
+        ct = read_ct(ct_path)
+        ref = sitk.Resample(sitk.ReadImage(str(ref_path)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        lab = segment(ct, folder, threads=2)
+        a, b = sitk.GetArrayFromImage(lab), sitk.GetArrayFromImage(ref)
+        for v, g in ((1, "aorta"), (2, "iliac")):
+            if (b == v).any():
+                d = 2 * ((a == v) & (b == v)).sum() / max((a == v).sum() + (b == v).sum(), 1)
+                res[f"{name}_dice_{g}"] = float(d)
+        if out_png:
+            case_figure(Path(out_png).with_name(f"{Path(out_png).stem}_{name}.png"), ct,
+                        sitk.Cast(ref, sitk.sitkUInt8), sitk.Cast(lab, sitk.sitkUInt8),
+                        title=f"{name}: reference (left) vs network (middle)")
+        log(f"real data {name}: {res}")
+    return res
+
+
+def export(name, log, out_dir=None):
     cfg = CONFIGS[name]
     saved = torch.load(ROOT / "training" / name / "checkpoint.pt", weights_only=False)
     card = {"name": name, "version": f"0.1.{saved['state']['iteration']}", "labels": cfg["labels"],
@@ -174,9 +217,11 @@ def export(name, log):
                          "phantoms": saved["state"]["seed"]},
             "metrics": {}, "license": "Apache-2.0",
             "intended_use": "research only; not for clinical use"}
-    folder = ROOT / "CalciumScoring" / "Resources" / "Models" / name
+    folder = Path(out_dir) if out_dir else ROOT / "CalciumScoring" / "Resources" / "Models" / name
     save_model(folder, saved["net"], card)
-    card["metrics"] = {"held_out_phantoms": evaluate(folder, cfg, log)}
+    card["metrics"] = {"held_out_phantoms": evaluate(folder, cfg, log),
+                       "real_data_non_contrast": evaluate_real(
+                           folder, cfg, log, ROOT / "training" / name / "real.png")}
     save_model(folder, saved["net"], card)
     log(json.dumps(card["metrics"]))
 
@@ -188,6 +233,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pool", type=int, default=12, help="phantoms kept in memory")
     ap.add_argument("--export", action="store_true")
+    ap.add_argument("--export-to", help="folder for the exported model (default: the bundled "
+                    "models folder; use another one for a preliminary model)")
     a = ap.parse_args()
     logf = ROOT / "training" / a.model / "log.txt"
     logf.parent.mkdir(parents=True, exist_ok=True)
@@ -198,8 +245,8 @@ def main():
         with open(logf, "a") as f:
             f.write(line + "\n")
 
-    if a.export:
-        export(a.model, log)
+    if a.export or a.export_to:
+        export(a.model, log, a.export_to)
     else:
         train(a.model, a.minutes, a.threads, a.pool, log)
 
