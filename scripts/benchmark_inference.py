@@ -7,8 +7,9 @@ Runs the artery-group model on the whole CT, then the artery/calcium model in th
 cascade region (the artery groups plus 10 mm), as the pipeline does, and prints wall
 time per stage and the peak resident memory.  Uses the bundled model folders when
 present, else the same architectures and cards with random weights (timing only).
-The nnU-Net comparison (one fold of a default-size 3d_fullres network on the same
-volume, ~20 min on 2 cores) is not part of this script yet.
+In the same run (unless --skip-nnunet) it times one fold of a default-size nnU-Net v2
+3d_fullres network on the same volume (scripts/nnunet_default_timing.py: nnU-Net's own
+planner, random weights; about 20 minutes on 2 cores) and prints our time / nnU-Net time.
 """
 
 import argparse
@@ -53,6 +54,7 @@ def model_folder(name, tmp):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip-nnunet", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t = time.perf_counter()
@@ -79,7 +81,23 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     total = sum(times.values())
     print(f"both models: {total:.1f} s (target 60 s: {'met' if total <= 60 else 'NOT met'}); "
-          f"peak memory {peak:.2f} GiB (target 6 GiB: {'met' if peak <= 6 else 'NOT met'})")
+          f"peak memory {peak:.2f} GiB (target 6 GiB: {'met' if peak <= 6 else 'NOT met'})",
+          flush=True)
+    if not a.skip_nnunet:
+        import subprocess
+        import sys
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "ct.nii.gz")
+            sitk.WriteImage(ph.ct, path)
+            r = subprocess.run([sys.executable, str(ROOT / "scripts" / "nnunet_default_timing.py"),
+                                path, tmp, "--threads", str(a.threads)], capture_output=True, text=True)
+            lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("nnU-Net", "NNUNET"))]
+            print("\n".join(lines[:-1] if lines else [r.stderr[-1500:]]))
+            if lines and lines[-1].startswith("NNUNET_SECONDS"):
+                t_nn = float(lines[-1].split()[1])
+                print(f"nnU-Net default network, one fold: {t_nn:.1f} s; ours / nnU-Net = "
+                      f"{total / t_nn:.3f}")
 
 
 if __name__ == "__main__":
