@@ -104,6 +104,16 @@ def _rasterise(grid, branches, wall):
     return groups, lumen, margins
 
 
+def _draw_anatomy(rng, options):
+    """Branches whose walls keep clear of each other (redrawn up to 25 times)."""
+    for _ in range(25):
+        branches, o = build_anatomy(rng, **options)
+        if branch_clearance(branches, o["wall_mm"]) > 1.0:
+            return branches, o
+    raise ValueError("could not draw a phantom anatomy whose branches do not collide; "
+                     "change the seed or the fixed anatomical options")
+
+
 def make_phantom(seed, spacing=(0.8, 0.8, 1.0), direction=None, **options):
     """Generate a synthetic abdominal CTA with exact labels.
 
@@ -131,13 +141,7 @@ def make_phantom(seed, spacing=(0.8, 0.8, 1.0), direction=None, **options):
         centre lines and take-off points (LPS mm), plaques and their volumes (mm³).
     """
     rng = np.random.default_rng(seed)
-    for attempt in range(25):
-        branches, o = build_anatomy(rng, **options)
-        if branch_clearance(branches, o["wall_mm"]) > 1.0:
-            break
-    else:
-        raise ValueError("could not draw a phantom anatomy whose branches do not collide; "
-                         "change the seed or the fixed anatomical options")
+    branches, o = _draw_anatomy(rng, options)
     o = _draw_options(rng, o)
     grid = Grid.covering(*_fov_box(branches, o), spacing, direction)
     wall = o["wall_mm"]
@@ -174,10 +178,7 @@ def make_group_labels(seed, size, spacing=(1.0, 1.0, 1.0), **options):
     is not needed.  Anatomy options as in :func:`make_phantom`.
     """
     rng = np.random.default_rng(seed)
-    for attempt in range(25):
-        branches, o = build_anatomy(rng, **options)
-        if branch_clearance(branches, o["wall_mm"]) > 1.0:
-            break
+    branches, o = _draw_anatomy(rng, options)
     pts = np.vstack([b.points for b in branches.values()])
     centre = (pts.min(0) + pts.max(0)) / 2
     half = np.asarray(size, float) * np.asarray(spacing, float) / 2
