@@ -46,7 +46,10 @@ def random_options(rng):
     """Scanner and patient variation drawn per training phantom."""
     return dict(
         spacing=tuple(rng.choice([0.7, 0.8, 0.9, 1.0], 1).tolist() * 2 + [float(rng.choice([0.625, 1.0, 1.5, 2.0, 3.0]))]),
-        lumen_hu=float(rng.uniform(150, 650)), noise_hu=float(rng.uniform(5, 35)),
+        # mostly arterial-phase CTA; 15 % without contrast so the artery groups are also
+        # found by shape (real non-contrast scans, failed bolus)
+        lumen_hu=float(rng.uniform(150, 650) if rng.random() > 0.15 else rng.uniform(20, 150)),
+        noise_hu=float(rng.uniform(5, 35)),
         pv_sigma_mm=float(rng.uniform(0.3, 1.2)), bias_hu=float(rng.uniform(0, 40)),
         gas_bubbles=int(rng.integers(0, 8)), oral_contrast=int(rng.integers(0, 3)),
         metal=bool(rng.random() < 0.15), accessory_renal=bool(rng.random() < 0.3),
