@@ -38,7 +38,20 @@ def test_phantom_pipeline_scores_equal_the_scoring_core(mrml):
         np.testing.assert_allclose(df[col].astype(float), expected[col].astype(float), rtol=1e-9)
     seg = res.calcifications.GetSegmentation()
     assert seg.GetNumberOfSegments() == 5
-    assert seg.GetSegment("aorta_calcification").GetName() == "aorta calcification"
+    calc_seg = seg.GetSegment("aorta_calcification")
+    assert calc_seg.GetName() == "aorta calcification"
+    from CalciumScoringLib import segment_terms as st
+
+    assert "^18115005^" in calc_seg.GetTerminology()  # SNOMED CT pathologic calcification
+    np.testing.assert_allclose(calc_seg.GetColor(), st.term("calcification").color, atol=1 / 255)
+    short = res.shortened.GetSegmentation()
+    for value, term in st.group_segments():  # names, colours and codes carried over
+        s_ = short.GetSegment(term.key)
+        assert s_.GetName() == term.name and f"^{term.type[1]}^" in s_.GetTerminology()
+        np.testing.assert_allclose(s_.GetColor(), term.color, atol=1 / 255)
+    prov = mn.get_provenance(res.shortened)
+    assert prov["shortening"]["stump_length_mm"] == 25.0 and prov["scoring"]["connectivity"] == 6
+    assert prov["arteries"]["segmentation"] == "Phantom CTA 1 artery groups" and prov["date"]
     assert mrml.scene.GetNumberOfNodes() > n_nodes
 
 
