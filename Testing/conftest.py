@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,8 @@ def phantom_cache():
     from CalciumScoringLib.phantoms import make_phantom
 
     def get(seed, spacing=(1.0, 1.0, 1.0), direction=None, **options):
-        key = (seed, tuple(spacing), None if direction is None else tuple(map(float,
-               __import__("numpy").ravel(direction))), repr(sorted(options.items())))
+        key = (seed, tuple(spacing), None if direction is None else tuple(np.ravel(direction)),
+               repr(sorted(options.items())))
         if key not in _PHANTOMS:
             _PHANTOMS[key] = make_phantom(seed, spacing=spacing, direction=direction, **options)
         return _PHANTOMS[key]

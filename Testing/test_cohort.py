@@ -76,7 +76,9 @@ def test_interrupted_case_is_not_taken_as_finished(cohort_dir, tmp_path):
                             str(cohort_dir / "case0_groups.nrrd")), out, Options(scene=False))
     assert res["status"] == "ok"
     assert (out / "case0" / "scores.json").exists()
-    assert not any(p.name.startswith(f".tmp-case0-{__import__('os').getpid()}") for p in out.iterdir())
+    import os
+
+    assert not any(p.name.startswith(f".tmp-case0-{os.getpid()}") for p in out.iterdir())
 
 
 def test_two_workers_and_shards_give_the_same_scores(cohort_dir, tmp_path):

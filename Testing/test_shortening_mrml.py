@@ -56,15 +56,17 @@ def test_process_segmentation_node(mrml, phantom_cache, tmp_path):
 def test_process_labelmap_node_and_in_place(mrml, phantom_cache):
     ph = phantom_cache(1, (1.0, 1.0, 1.0), fov="vessels", n_plaques=0)
     lm = mn.volume_node_from_image(mrml.scene, ph.groups, "groups", labelmap=True)
-    original = np.array(__import__("slicer").util.arrayFromVolume(lm))
+    import slicer
+
+    original = np.array(slicer.util.arrayFromVolume(lm))
     out, table, res = ArteryShorteningMRMLLogic().process(lm)
     assert out is not lm
-    np.testing.assert_array_equal(__import__("slicer").util.arrayFromVolume(lm), original)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(lm), original)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(mn.image_from_volume_node(out)),
                                   sitk.GetArrayFromImage(res.labelmap))
     same, _, _ = ArteryShorteningMRMLLogic().process(lm, in_place=True)
     assert same is lm
-    assert (__import__("slicer").util.arrayFromVolume(lm) > 0).sum() < (original > 0).sum()
+    assert (slicer.util.arrayFromVolume(lm) > 0).sum() < (original > 0).sum()
 
 
 def test_unmappable_segments_are_a_clear_error(mrml, phantom_cache):

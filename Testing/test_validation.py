@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from CalciumScoringLib.phantoms import make_phantom
 from CalciumScoringLib.validation import compare_tables, validate_cohort
@@ -32,7 +33,7 @@ def cohort():
         ph = make_phantom(30 + i, spacing=SP, fov="vessels", plaques=plaques(), noise_hu=10.0,
                           accessory_renal=False)
         ids = sitk.GetArrayFromImage(ph.arteries) == 2
-        lab = __import__("scipy").ndimage.label(ids, np.ones((3, 3, 3)))[0]
+        lab = ndimage.label(ids, np.ones((3, 3, 3)))[0]
         auto_c = ids.copy()
         removed = 0.0
         if i < 2:  # the automated method misses the first aortic plaque in cases 0 and 1

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 import slicer
+import vtk
 
 from CalciumScoringLib import mrml_nodes as mn
 from CalciumScoringLib.segment_terms import GROUP_LABELS, match_group
 
+from . import __version__
 from .shortening import shorten_arteries
 
 CODE_TO_GROUP = {"7832008": "aorta", "15825003": "aorta", "73634005": "iliac",
@@ -81,7 +83,7 @@ def _reference_labelmap(segmentation_node, reference_volume):
     scene = segmentation_node.GetScene()
     lm = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__vc_reference_tmp")
     logic = slicer.vtkSlicerSegmentationsModuleLogic
-    ids = slicer.vtkStringArray() if hasattr(slicer, "vtkStringArray") else __import__("vtk").vtkStringArray()
+    ids = vtk.vtkStringArray()
     seg = segmentation_node.GetSegmentation()
     for i in range(seg.GetNumberOfSegments()):
         ids.InsertNextValue(seg.GetNthSegmentID(i))
@@ -192,7 +194,7 @@ class ArteryShorteningMRMLLogic:
         df = res.branches.copy()
         df["takeoff_lps"] = df["takeoff_lps"].astype(str)
         table = mn.table_node_from_dataframe(scene, df, f"{input_node.GetName()} shortening report")
-        prov = {"algorithm": "ArteryShortening", "version": __import__("ArteryShorteningLib").__version__,
+        prov = {"algorithm": "ArteryShortening", "version": __version__,
                 "parameters": res.parameters, "input": input_node.GetName(),
                 "aorta_cut_z_mm": res.aorta_cut_z_mm, "warnings": res.warnings}
         mn.set_provenance(output_node, prov)
