@@ -137,3 +137,15 @@ def test_roi_restricts_the_work_to_the_cascade_region(threshold_model, phantom_c
     near[crop_box(sitk.GetArrayFromImage(roi) > 0, pad=3)] = True
     np.testing.assert_array_equal(b[near], a[near])  # identical inside the region
     assert b[~near].sum() < a[~near].sum()  # nothing computed far from it
+
+
+def test_device_choice():
+    from CalciumScoringLib.inference import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(models.ModelError, match="not available"):
+            resolve_device("cuda")
+    with pytest.raises(models.ModelError, match="unknown device"):
+        resolve_device("tpu")

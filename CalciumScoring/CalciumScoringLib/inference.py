@@ -111,6 +111,22 @@ def _largest(labels, values):
     return labels
 
 
+def resolve_device(device="cpu"):
+    """``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"`` (the first available GPU, else CPU)."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    has = {"cuda": torch.cuda.is_available(), "mps": bool(mps and mps.is_available())}
+    if device == "auto":
+        return next((d for d in ("cuda", "mps") if has[d]), "cpu")
+    if device in has and not has[device]:
+        raise ModelError(f"device {device!r} requested but not available here; use device='cpu' "
+                         "or 'auto'")
+    if device not in ("cpu", "cuda", "mps"):
+        raise ModelError(f"unknown device {device!r}; use 'cpu', 'cuda', 'mps' or 'auto'")
+    return device
+
+
 def load_network(info, device="cpu"):
     """The torch network of a model folder, after the checksum check."""
     from safetensors.torch import load_file
@@ -146,8 +162,7 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
         raise ValueError("the CT must be a 3D single-component image")
     if threads:
         torch.set_num_threads(int(threads))
-    if device != "cpu" and device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device 'cuda' requested but no CUDA GPU is available; use device='cpu'")
+    device = resolve_device(device)
     report = progress or (lambda f, s: None)
     card = info.card
     report(0.0, "loading model")
