@@ -42,6 +42,7 @@ class CalciumScoringParameterNode:
     referenceCalcium: Optional[slicer.vtkMRMLSegmentationNode]
     stumpLengthMm: Annotated[float, WithinRange(5, 100)] = 25.0
     aortaMarginMm: Annotated[float, WithinRange(0, 50)] = 10.0
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
 
 
 class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -60,6 +61,7 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = CalciumScoringLogic()
         self.ui.calciumMethodComboBox.addItems(["adaptive", "fixed", "display_8bit", "otsu"])
         self.ui.arterySourceComboBox.addItems(["segmentation"] + self.logic.modelNames())
+        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda"])
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.recomputeButton.connect("clicked(bool)", self.onRecompute)
@@ -121,7 +123,7 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if p.arterySource != "segmentation":
                 self.logic.ensureDependencies()
             job = self.logic.pipeline.prepare(p.inputVolume, arteries, p.calciumMethod,
-                                              stump_length_mm=p.stumpLengthMm,
+                                              device=p.device, stump_length_mm=p.stumpLengthMm,
                                               aorta_margin_mm=p.aortaMarginMm)
             self._startBackground(job)
 

@@ -68,6 +68,7 @@ class Job:
     calcium_node_name: str = None
     source_node: object = None  # the artery segmentation node given by the user
     calcium_node: object = None  # the calcification segmentation node given by the user
+    device: str = "cpu"
     params: dict = field(default_factory=dict)
 
 
@@ -104,7 +105,8 @@ class CalciumScoringPipeline:
         return volume, groups
 
     def process(self, volume, artery_groups, calcium="adaptive", progress=None, cancel=None,
-                shortened=None, table=None, overwrite_edited=False, mapping=None, **params):
+                shortened=None, table=None, overwrite_edited=False, mapping=None, device="cpu",
+                **params):
         """Segment (if a model is given), shorten, find calcification, score.
 
         ``artery_groups`` is a segmentation node or a model name/folder (see
@@ -123,7 +125,7 @@ class CalciumScoringPipeline:
         :meth:`compute` (no MRML), :meth:`publish` (writes the scene).
         """
         job = self.prepare(volume, artery_groups, calcium, mapping=mapping, shortened=shortened,
-                           overwrite_edited=overwrite_edited, **params)
+                           overwrite_edited=overwrite_edited, device=device, **params)
         computed = self.compute(job, progress=progress, cancel=cancel)
         result = self.publish(volume, job, computed, shortened=shortened, table=table)
         if progress:
@@ -131,7 +133,7 @@ class CalciumScoringPipeline:
         return result
 
     def prepare(self, volume, artery_groups, calcium="adaptive", mapping=None, shortened=None,
-                overwrite_edited=False, **params):
+                overwrite_edited=False, device="cpu", **params):
         """Read everything the computation needs from the scene (main thread): a :class:`Job`."""
         from ArteryShorteningLib.mrml_logic import read_group_segments
 
@@ -143,7 +145,8 @@ class CalciumScoringPipeline:
             raise EditedError(f"'{shortened.GetName()}' was edited since it was computed; "
                               "re-running would overwrite the edits. Create new outputs, or "
                               "confirm overwriting (overwrite_edited=True).")
-        job = Job(volume.GetName(), mn.image_from_volume_node(volume), params=dict(params))
+        job = Job(volume.GetName(), mn.image_from_volume_node(volume), device=device,
+                  params=dict(params))
         if isinstance(artery_groups, str):
             job.groups_model = artery_groups
         else:
@@ -190,8 +193,8 @@ class CalciumScoringPipeline:
         c = Computed()
         if job.groups_model is not None:
             info = find_model(job.groups_model)
-            c.groups_full = segment(job.ct, info, progress=lambda f, s: report(0.3 * f, s),
-                                    cancel=cancel)
+            c.groups_full = segment(job.ct, info, device=job.device,
+                                    progress=lambda f, s: report(0.3 * f, s), cancel=cancel)
             c.arteries_source = {"model": info.name, "version": info.version,
                                  "sha256": info.card.get("sha256")}
         else:
@@ -210,8 +213,9 @@ class CalciumScoringPipeline:
                                 "threshold_hu": c.calcium.GetMetaData("threshold_hu")}
         else:
             info = find_model(job.calcium_spec)
-            lab = segment(job.ct, info, progress=lambda f, s: report(0.5 + 0.15 * f, s),
-                          cancel=cancel, roi=c.groups_full > 0)
+            lab = segment(job.ct, info, device=job.device,
+                          progress=lambda f, s: report(0.5 + 0.15 * f, s), cancel=cancel,
+                          roi=c.groups_full > 0)
             c.calcium = sitk.Cast(lab == 2, sitk.sitkUInt8)
             c.calcium_source = {"model": info.name, "version": info.version,
                                 "sha256": info.card.get("sha256")}
