@@ -15,7 +15,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from . import mrml_nodes as mn
-from .runs import RUN_NEW, save_run
+from .runs import RUN_NEW, last_run, save_run
 from . import segment_terms as st
 from .phantoms import make_phantom
 
@@ -254,8 +254,15 @@ class CalciumScoringPipeline:
                     mn.add_segment(out, term, short_arr == value, volume)
             branches = c.shortening.branches.copy()
             branches["takeoff_lps"] = branches["takeoff_lps"].astype(str)
-            branch_table = mn.table_node_from_dataframe(scene, branches, f"{name} shortening report")
-            created.append(branch_table)
+            previous = last_run(volume) if table is not None else None
+            branch_table = previous.get("report") if previous else None
+            if branch_table is None:
+                branch_table = mn.table_node_from_dataframe(scene, branches,
+                                                            f"{name} shortening report")
+                created.append(branch_table)
+            else:  # re-scoring: the previous report is updated too
+                mn.table_node_from_dataframe(scene, branches, branch_table.GetName(),
+                                             node=branch_table)
             calc_arr = sitk.GetArrayViewFromImage(c.calcium) > 0
             full_arr = sitk.GetArrayViewFromImage(c.groups_full)
             cnode = None
@@ -278,7 +285,8 @@ class CalciumScoringPipeline:
                 mn.mark_unedited(node, volume)
             record = save_run(volume, {"arteries": arteries or job.source_node, "shortened": out,
                                        "calcifications": cnode or job.calcium_node,
-                                       "table": table}, dict(job.params, calcium=c.calcium_source))
+                                       "table": table, "report": branch_table},
+                              dict(job.params, calcium=c.calcium_source))
             if record not in created and record.GetAttribute(RUN_NEW) == "1":
                 created.append(record)
         except BaseException:

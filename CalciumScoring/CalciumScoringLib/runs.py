@@ -8,7 +8,7 @@ only (no pandas), so the module can look runs up without installing anything.
 
 RUN_MODULE = "CalciumScoring"
 RUN_NEW = "VascularCalcium.RunCreated"
-RUN_ROLES = ("arteries", "shortened", "calcifications", "table")
+RUN_ROLES = ("arteries", "shortened", "calcifications", "table", "report")
 
 
 def save_run(volume, nodes, parameters):
