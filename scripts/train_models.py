@@ -115,8 +115,12 @@ def train(name, minutes, threads, pool_size, log):
     pool = []
     t_end = time.time() + 60 * minutes
     t_ck = time.time()
+    stop = []
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))  # `kill` stops after a checkpoint
     patch = tuple(cfg["patch_size"][::-1])
-    while time.time() < t_end:
+    while time.time() < t_end and not stop:
         if len(pool) < pool_size or rng.random() < 0.05:  # refresh the phantom pool slowly
             seed = state["seed"]
             state["seed"] += 1
