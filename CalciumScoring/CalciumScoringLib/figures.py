@@ -74,10 +74,15 @@ def case_figure(path, ct, groups_full, groups_short=None, calcium=None, title=""
     k = int(np.argmax((gf == 4).sum((1, 2)))) if (gf == 4).any() else ctA.shape[0] // 2
     ax[2].imshow(ctA[k], cmap="gray", vmin=-200, vmax=700)
     ax[2].imshow(_rgba(gf[k], GROUP_COLOURS), alpha=0.35)
+    if ca is not None:
+        ax[2].imshow(_rgba(ca[k] > 0, {True: (1.0, 0.55, 0.0)}))
     ax[2].set_title(f"axial slice {k} (renal level)")
     j = int(np.median(np.nonzero(gf == 1)[1])) if (gf == 1).any() else ctA.shape[1] // 2
     ax[3].imshow(ctA[:, j, :][::-1], cmap="gray", vmin=-200, vmax=700, aspect=aspect)
-    ax[3].set_title("coronal CT through the aorta")
+    ax[3].imshow(_rgba(gf[:, j, :][::-1], GROUP_COLOURS), alpha=0.35, aspect=aspect)
+    if ca is not None:
+        ax[3].imshow(_rgba(ca[:, j, :][::-1] > 0, {True: (1.0, 0.55, 0.0)}), aspect=aspect)
+    ax[3].set_title("coronal CT through the aorta (arteries, calcium in orange)")
     # 3D-like view: maximum intensity projection (coronal) of the CT inside the arteries'
     # neighbourhood, calcification in colour
     near = ndimage.binary_dilation(gf > 0, iterations=3) if (gf > 0).any() else np.ones_like(gf, bool)
