@@ -140,8 +140,8 @@ def train(name, minutes, threads, pool_size, log):
         opt.step()
         state["iteration"] += 1
         if state["iteration"] % 20 == 0:
-            state["history"].append((state["iteration"], float(loss)))
-            log(f"it {state['iteration']} loss {float(loss):.4f} lr {lr:.2e} phantoms {state['seed']}")
+            state["history"].append((state["iteration"], loss.item()))
+            log(f"it {state['iteration']} loss {loss.item():.4f} lr {lr:.2e} phantoms {state['seed']}")
         if time.time() - t_ck > 300:
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "state": state}, ck)
             t_ck = time.time()
