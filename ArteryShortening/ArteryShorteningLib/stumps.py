@@ -114,12 +114,15 @@ def grow_stump(C, A, box, params):
     return (box, G), info
 
 
-def aorta_axis(image, aorta, step=4):
-    """``(z, x)`` of the aorta's centre per 2 mm of height (from a voxel subsample)."""
+def aorta_axis(image, aorta, step=4, offset=(0, 0, 0)):
+    """``(z, x)`` of the aorta's centre per 2 mm of height (from every ``step``-th voxel).
+
+    ``aorta`` may be a crop of the image's array starting at index ``offset`` (k, j, i).
+    """
     idx = np.nonzero(aorta)
     if len(idx[0]) == 0:
         return None
-    idx = tuple(a[::step] for a in idx)
+    idx = tuple(a[::step] + o for a, o in zip(idx, offset))
     p = resampling.voxel_points(image, idx)
     zb = np.round(p[:, 2] / 2.0)
     ub, inv = np.unique(zb, return_inverse=True)

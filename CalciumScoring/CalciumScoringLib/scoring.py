@@ -77,19 +77,18 @@ class ScoreResult:
 def _sides(groups_arr, image, box):
     """Per-voxel side code inside ``box``: +1 left, -1 right (0 elsewhere) for sided groups."""
     from ArteryShorteningLib.resampling import voxel_points
+    from ArteryShorteningLib.stumps import aorta_axis
 
-    aorta = np.nonzero(groups_arr == 1)
     side = np.zeros(groups_arr.shape, np.int8)
     sided = np.isin(groups_arr, [GROUPS[g] for g in SIDED])
-    if not len(aorta[0]) or not sided.any():
+    offset = [b.start for b in box]
+    axis = aorta_axis(image, groups_arr == 1, step=1, offset=offset)
+    if axis is None or not sided.any():
         return side
-    p = voxel_points(image, tuple(a + b.start for a, b in zip(aorta, box)))
-    zb = np.round(p[:, 2] / 2.0)
-    ub, inv = np.unique(zb, return_inverse=True)
-    ax_x = np.bincount(inv, weights=p[:, 0]) / np.bincount(inv)
+    z, ax_x = axis
     where = np.nonzero(sided)
-    q = voxel_points(image, tuple(a + b.start for a, b in zip(where, box)))
-    i = np.clip(np.searchsorted(ub * 2.0, q[:, 2]), 0, len(ub) - 1)
+    q = voxel_points(image, tuple(a + o for a, o in zip(where, offset)))
+    i = np.clip(np.searchsorted(z, q[:, 2]), 0, len(z) - 1)
     side[where] = np.where(q[:, 0] >= ax_x[i], 1, -1)
     return side
 
