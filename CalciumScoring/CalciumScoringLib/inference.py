@@ -9,8 +9,10 @@ Steps (each reported to ``progress(fraction, stage)``):
 3. crop to the body (voxels above ``body_threshold_hu``), so air costs nothing;
 4. sliding-window inference (half-patch overlap) with Gaussian blending of the
    window logits, optional mirroring, ``cancel()`` checked between windows;
-5. argmax, then back to the input grid (nearest neighbour) and, where the card
-   asks for it, keep only the largest connected component of listed labels.
+5. softmax, class probabilities resampled linearly onto the input grid and argmax
+   there (as nnU-Net does, so boundaries are sub-voxel on a finer input grid; a card
+   may ask for ``"label_resampling": "nearest"`` instead) and, where the card asks
+   for it, keep only the largest connected component of listed labels.
 
 >>> from CalciumScoringLib.inference import list_models, segment  # doctest: +SKIP
 >>> labels = segment(ct, "artery-groups", threads=2)              # doctest: +SKIP
@@ -111,6 +113,58 @@ def _largest(labels, values):
     return labels
 
 
+def _softmax(logits):
+    p = logits - logits.max(axis=0, keepdims=True)
+    np.exp(p, out=p)
+    p /= p.sum(axis=0, keepdims=True)
+    return p
+
+
+def labels_on_grid(logits, box, work, ct):
+    """Argmax on ``ct``'s grid of class logits (C, z, y, x) that cover ``box`` of ``work``.
+
+    Each class probability is resampled linearly (outside the box: background), only over
+    the part of ``ct`` that the box covers, so memory stays at a few class-sized arrays.
+    """
+    prob = _softmax(logits)
+    start = [b.start for b in box][::-1]
+    piece_origin = work.TransformIndexToPhysicalPoint([int(v) for v in start])
+    # the ct index range the box covers (its 8 corners, one voxel of margin)
+    ends = [b.stop - 1 for b in box][::-1]
+    corners = [work.TransformContinuousIndexToPhysicalPoint(
+        [ends[i] + 0.5 if c[i] else start[i] - 0.5 for i in range(3)])
+        for c in np.ndindex(2, 2, 2)]
+    idx = np.array([ct.TransformPhysicalPointToContinuousIndex(p) for p in corners])
+    lo = np.clip(np.floor(idx.min(0)).astype(int) - 1, 0, None)
+    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + 2, ct.GetSize())
+    out = np.zeros(ct.GetSize()[::-1], np.uint8)
+    if np.any(hi <= lo):
+        img = sitk.GetImageFromArray(out)
+        img.CopyInformation(ct)
+        return img
+    size = [int(v) for v in hi - lo]
+    origin = ct.TransformIndexToPhysicalPoint([int(v) for v in lo])
+    best = best_label = None
+    for c in range(prob.shape[0]):
+        piece = sitk.GetImageFromArray(prob[c])
+        piece.SetOrigin(piece_origin)
+        piece.SetSpacing(work.GetSpacing())
+        piece.SetDirection(work.GetDirection())
+        r = sitk.GetArrayFromImage(sitk.Resample(
+            piece, size, sitk.Transform(), sitk.sitkLinear, origin, ct.GetSpacing(),
+            ct.GetDirection(), 1.0 if c == 0 else 0.0, sitk.sitkFloat32))
+        if best is None:
+            best, best_label = r, np.zeros(r.shape, np.uint8)
+        else:
+            better = r > best
+            best[better] = r[better]
+            best_label[better] = c
+    out[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] = best_label
+    img = sitk.GetImageFromArray(out)
+    img.CopyInformation(ct)
+    return img
+
+
 def resolve_device(device="cpu"):
     """``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"`` (the first available GPU, else CPU)."""
     import torch
@@ -194,12 +248,15 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
                             mirror=card.get("mirroring", False) if mirror is None else mirror,
                             progress=lambda f, s: report(0.05 + 0.85 * f, s), cancel=cancel,
                             step=float(card.get("tile_step", 0.5)))
-    labels = np.zeros(arr.shape, np.uint8)
-    labels[box] = np.argmax(logits, axis=0).astype(np.uint8)
     report(0.92, "resampling labels")
-    lab_img = sitk.GetImageFromArray(labels)
-    lab_img.CopyInformation(work)
-    out = sitk.Resample(lab_img, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    if card.get("label_resampling", "linear") == "nearest":
+        labels = np.zeros(arr.shape, np.uint8)
+        labels[box] = np.argmax(logits, axis=0).astype(np.uint8)
+        lab_img = sitk.GetImageFromArray(labels)
+        lab_img.CopyInformation(work)
+        out = sitk.Resample(lab_img, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    else:
+        out = labels_on_grid(logits, box, work, ct)
     keep = card.get("postprocessing", {}).get("largest_component", [])
     if keep:
         arr_out = _largest(sitk.GetArrayFromImage(out), keep)
