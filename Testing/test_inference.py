@@ -149,3 +149,33 @@ def test_device_choice():
             resolve_device("cuda")
     with pytest.raises(models.ModelError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_labels_follow_the_class_probabilities_between_model_voxels():
+    """Probabilities resampled linearly, argmax on the fine grid: a 9 mm sphere predicted on
+    a 2 mm oblique grid comes back on a 0.5 mm grid with its boundary within 0.25 mm."""
+    from CalciumScoringLib.inference import labels_on_grid
+
+    d = sitk.VersorTransform((0.2, 0.5, 0.3), 0.4).GetMatrix()
+    work = sitk.Image([30, 30, 30], sitk.sitkUInt8)
+    work.SetSpacing((2.0, 2.0, 2.0))
+    work.SetDirection(d)
+    work.SetOrigin((-10.0, 5.0, 3.0))
+    centre = np.array(work.TransformContinuousIndexToPhysicalPoint((14.3, 15.1, 14.7)))
+    box = (slice(4, 26), slice(3, 27), slice(5, 25))  # the part the network ran on
+    zz, yy, xx = np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij")
+    pts = np.stack([xx, yy, zz], -1).reshape(-1, 3) * 2.0
+    phys = pts @ np.array(d).reshape(3, 3).T + np.array(work.GetOrigin())
+    r = np.linalg.norm(phys - centre, axis=1).reshape(zz.shape)
+    logits = np.stack([np.zeros_like(r), 9.0 - r]).astype(np.float32)  # class 1 inside 9 mm
+
+    ct = sitk.Image([90, 90, 90], sitk.sitkInt16)
+    ct.SetSpacing((0.5, 0.5, 0.5))
+    ct.SetOrigin(tuple(centre - 22.0))
+    lab = sitk.GetArrayFromImage(labels_on_grid(logits, box, work, ct))
+    assert lab.shape == (90, 90, 90) and set(np.unique(lab)) == {0, 1}
+    zi, yi, xi = np.indices(lab.shape)
+    rr = np.linalg.norm(np.stack([xi, yi, zi], -1) * 0.5 + (centre - 22.0) - centre, axis=-1)
+    inside, outside = rr[lab == 1], rr[lab == 0]
+    assert inside.max() < 9.25 and outside.min() > 8.75
+    assert abs((lab == 1).sum() * 0.125 / (4 / 3 * np.pi * 9.0 ** 3) - 1) < 0.03
