@@ -34,7 +34,7 @@ class CalciumScoringParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     arterySource: str = "segmentation"
     arteryGroups: Optional[slicer.vtkMRMLSegmentationNode]
-    calciumMethod: Annotated[str, Choice(["adaptive", "fixed", "display_8bit", "otsu"])] = "adaptive"
+    calciumMethod: str = "adaptive"  # a threshold method or a calcification model's name
     shortenedArteries: Optional[slicer.vtkMRMLSegmentationNode]
     calcifications: Optional[slicer.vtkMRMLSegmentationNode]
     reportTable: Optional[slicer.vtkMRMLTableNode]
@@ -59,8 +59,9 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CalciumScoringLogic()
-        self.ui.calciumMethodComboBox.addItems(["adaptive", "fixed", "display_8bit", "otsu"])
-        self.ui.arterySourceComboBox.addItems(["segmentation"] + self.logic.modelNames())
+        self.ui.calciumMethodComboBox.addItems(["adaptive", "fixed", "display_8bit", "otsu"]
+                                               + self.logic.modelNames("calcification"))
+        self.ui.arterySourceComboBox.addItems(["segmentation"] + self.logic.modelNames("aorta"))
         self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda"])
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
@@ -120,7 +121,7 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         arteries = p.arteryGroups if p.arterySource == "segmentation" else p.arterySource
         with slicer.util.tryWithErrorDisplay(_("Could not start."), waitCursor=True):
-            if p.arterySource != "segmentation":
+            if p.arterySource != "segmentation" or p.calciumMethod in self.logic.modelNames():
                 self.logic.ensureDependencies()
             job = self.logic.pipeline.prepare(p.inputVolume, arteries, p.calciumMethod,
                                               device=p.device, stump_length_mm=p.stumpLengthMm,
@@ -280,10 +281,12 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
                                    torch_utils,
                                    dependencies.REQUIRED if networks else dependencies.CORE)
 
-    def modelNames(self):
+    def modelNames(self, label=None):
+        """Registry names, optionally only the models that output ``label`` (e.g. "aorta")."""
         from CalciumScoringLib.models import list_models
 
-        return [m.name for m in list_models()]
+        return [m.name for m in list_models()
+                if label is None or label in m.card.get("labels", {}).values()]
 
     def process(self, volumeNode, arteryGroups, calcium="adaptive", stumpLengthMm=25.0,
                 aortaMarginMm=10.0, progress=None, cancel=None):

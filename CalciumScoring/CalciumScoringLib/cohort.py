@@ -186,7 +186,7 @@ def _calcium(case, ct, groups, o):
         from .inference import find_model, segment
 
         info = find_model(o.calcium_model)
-        lab = segment(ct, info, device=o.device, threads=o.threads)
+        lab = segment(ct, info, device=o.device, threads=o.threads, roi=groups > 0)  # cascade
         return sitk.Cast(lab == 2, sitk.sitkUInt8), {"model": info.name, "version": info.version,
                                                      "sha256": info.card.get("sha256")}
     fn = thresholds.METHODS.get(o.calcium_method)
