@@ -55,7 +55,8 @@ def test_run_on_files_leaves_inputs_untouched(tmp_path):
     assert len(rep) >= 5
     rec = json.loads((tmp_path / "out" / "ct" / "scores.json").read_text())
     assert rec["provenance"]["shortening"]["stump_length_mm"] == 35
-    r = subprocess.run(cmd + [str(ct), str(tmp_path / "out2")], capture_output=True, text=True)
+    r = subprocess.run(cmd + [str(ct), str(tmp_path / "out2"), "--groups-model", "none"],
+                       capture_output=True, text=True)
     assert r.returncode == 1 and "no artery source" in r.stdout
     r = subprocess.run(cmd + [str(tmp_path / "missing.nii.gz"), str(tmp_path / "o3")],
                        capture_output=True, text=True)

@@ -114,7 +114,8 @@ def test_bad_inputs_become_case_errors(tmp_path):
     assert "2D" in res["flat"]["error"]
     ph = make_phantom(61, spacing=(1.6, 1.6, 2.0), fov="vessels")
     sitk.WriteImage(ph.ct, str(d / "nogroups.nii.gz"))
-    s = process_case(Case("nogroups", str(d / "nogroups.nii.gz")), tmp_path / "out", Options())
+    s = process_case(Case("nogroups", str(d / "nogroups.nii.gz")), tmp_path / "out",
+                     Options(groups_model=None))
     assert s["status"] == "failed" and "no artery source" in s["error"]
 
 

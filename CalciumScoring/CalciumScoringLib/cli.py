@@ -22,7 +22,8 @@ from . import __version__
 def _options(args):
     from .cohort import Options
 
-    return Options(groups_model=getattr(args, "groups_model", None),
+    gm = getattr(args, "groups_model", None)
+    return Options(groups_model=None if gm in (None, "none") else gm,
                    calcium_model=getattr(args, "calcium_model", None),
                    calcium_method=args.calcium_method, stump_length_mm=args.stump_length,
                    aorta_margin_mm=args.aorta_margin, device=getattr(args, "device", "cpu"),
@@ -48,11 +49,26 @@ def cmd_demo(args):
     sitk.WriteImage(ph.arteries, str(inputs / "arteries_calcium_reference.nii.gz"))
     meta = {k: v for k, v in ph.meta.items() if k != "branches"}
     (inputs / "phantom.json").write_text(json.dumps(meta, indent=2, default=str))
-    print("note: artery groups come from the phantom's reference labels (no bundled network "
-          f"yet); calcification from the '{args.calcium_method}' threshold method")
-    case = Case(f"phantom{args.seed}", str(inputs / "ct.nrrd"),
-                groups=str(inputs / "artery_groups_reference.nii.gz"))
-    res = process_case(case, out, _options(args))
+    from .models import bundled_model
+
+    options = _options(args)
+    groups_net, calcium_net = bundled_model("artery-groups"), bundled_model("arteries-calcium")
+    if args.reference_groups or groups_net is None:
+        print("note: artery groups come from the phantom's reference labels"
+              + ("" if args.reference_groups else " (the bundled artery-groups network is not "
+                 "installed)"))
+        case = Case(f"phantom{args.seed}", str(inputs / "ct.nrrd"),
+                    groups=str(inputs / "artery_groups_reference.nii.gz"))
+    else:
+        print(f"artery groups: bundled network {groups_net.name} {groups_net.version}")
+        options.groups_model = groups_net.name
+        case = Case(f"phantom{args.seed}", str(inputs / "ct.nrrd"))
+    if args.calcium_network and calcium_net is not None:
+        options.calcium_model = calcium_net.name
+        print(f"calcification: bundled network {calcium_net.name} {calcium_net.version}")
+    else:
+        print(f"calcification: the '{args.calcium_method}' threshold method")
+    res = process_case(case, out, options)
     if res["status"] != "ok":
         print(f"error: {res.get('error')}")
         return 1
@@ -66,6 +82,12 @@ def cmd_demo(args):
     with pd.option_context("display.width", 200):
         print(table[table.region.isin(["aorta", "iliac", "mesenteric", "renal", "combined"])][cols]
               .round(4).to_string(index=False))
+    if case.groups is None:
+        full = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "arteries_full.nii.gz")))
+        ref = sitk.GetArrayFromImage(ph.groups)
+        dice = {g: 2 * ((full == v) & (ref == v)).sum() / max((full == v).sum() + (ref == v).sum(), 1)
+                for v, g in ((1, "aorta"), (2, "iliac"), (3, "mesenteric"), (4, "renal"))}
+        print("network vs phantom truth, Dice: " + ", ".join(f"{g} {d:.3f}" for g, d in dice.items()))
     record = json.loads((folder / "scores.json").read_text())
     for f in record["qc"]:
         print(f"QC {f['code']}: {f['message']}")
@@ -166,7 +188,10 @@ def build_parser():
                            "of those, or CSV case list (case_id, ct[, groups, calcium])")
             p.add_argument("--groups", help="artery-group label map (1-4) of a single case")
             p.add_argument("--calcium", help="calcification mask of a single case")
-            p.add_argument("--groups-model", help="artery-group model (registry name or folder)")
+            p.add_argument("--groups-model", default="auto",
+                           help="artery-group model (registry name or folder; default 'auto': "
+                           "the bundled artery-groups network when installed; 'none': only "
+                           "--groups files / 'groups' columns)")
             p.add_argument("--calcium-model", help="artery/calcification model (label 2 = calcium)")
             p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
             p.add_argument("--threads", type=int, help="torch threads per worker")
@@ -180,6 +205,11 @@ def build_parser():
         if name == "demo":
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--spacing", type=float, nargs=3, default=[0.8, 0.8, 1.0])
+            p.add_argument("--reference-groups", action="store_true",
+                           help="use the phantom's reference artery groups, not the network")
+            p.add_argument("--calcium-network", action="store_true",
+                           help="calcification from the bundled arteries-calcium network "
+                           "(default: --calcium-method)")
         p.add_argument("--stump-length", type=float, default=25.0, help="mm (default 25)")
         p.add_argument("--aorta-margin", type=float, default=10.0, help="mm (default 10)")
         p.add_argument("--calcium-method", default="adaptive",

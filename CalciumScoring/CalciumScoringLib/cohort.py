@@ -41,7 +41,9 @@ class Case:
 
 @dataclass
 class Options:
-    groups_model: str = None
+    # "auto": the bundled artery-groups network when installed; None: none (a groups file
+    # must be given per case)
+    groups_model: str = "auto"
     calcium_model: str = None
     calcium_method: str = "adaptive"
     stump_length_mm: float = 25.0
@@ -165,15 +167,21 @@ def _artery_groups(case, ct, o):
     if case.groups:
         return sitk.Cast(_on_grid(read_ct(case.groups), ct, "groups"), sitk.sitkUInt8), \
             {"source": case.groups}
-    if o.groups_model:
+    model = o.groups_model
+    if model == "auto":
+        from .models import bundled_model
+
+        model = bundled_model("artery-groups")
+    if model:
         from .inference import find_model, segment
 
-        info = find_model(o.groups_model)
+        info = find_model(model)
         lab = segment(ct, info, device=o.device, threads=o.threads)
         return lab, {"model": info.name, "version": info.version,
                      "sha256": info.card.get("sha256")}
     raise qc.InputError("no artery source: give --groups-model NAME or a 'groups' column/"
-                        "--groups file (no bundled artery network is installed yet)")
+                        "--groups file" + (" (the bundled artery-groups network is not installed)"
+                                           if o.groups_model == "auto" else ""))
 
 
 def _calcium(case, ct, groups, o):

@@ -133,6 +133,11 @@ def list_models():
     return out
 
 
+def bundled_model(name):
+    """The bundled model ``name`` as a :class:`ModelInfo`, or None when it is not installed."""
+    return next((m for m in list_models() if m.kind == "bundled" and m.name == name), None)
+
+
 def find_model(model):
     """A :class:`ModelInfo` from a registered name or a folder path."""
     if isinstance(model, ModelInfo):
