@@ -1,0 +1,63 @@
+"""The bundled networks: cards complete, checksums valid, and they find the anatomy of a
+held-out phantom (seeds >= 100000 are never used in training)."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from CalciumScoringLib import models
+from CalciumScoringLib.inference import list_models, segment
+
+CARD_KEYS = {"name", "version", "labels", "spacing_mm", "normalization", "patch_size",
+             "architecture", "training", "metrics", "sha256", "license", "intended_use"}
+
+
+def bundled(name):
+    info = models.bundled_model(name)
+    if info is None:
+        pytest.skip(f"the bundled {name} model is not installed")
+    return info
+
+
+def dice(a, b):
+    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+
+
+@pytest.mark.parametrize("name", ["artery-groups", "arteries-calcium"])
+def test_card_and_weights(name):
+    info = bundled(name)
+    card = json.loads((info.folder / "model.json").read_text())
+    assert CARD_KEYS <= set(card), CARD_KEYS - set(card)
+    assert "research" in card["intended_use"]
+    assert card["metrics"]["held_out_phantoms"], "the card must carry the measured metrics"
+    models.verify_weights(info.folder, card)  # raises on a checksum mismatch
+    assert name in [m.name for m in list_models()]
+
+
+def test_bundled_weights_stay_small():
+    folders = [models.bundled_model(n) for n in ("artery-groups", "arteries-calcium")]
+    size = sum(p.stat().st_size for f in folders if f for p in f.folder.iterdir())
+    assert size <= 50 * 2**20
+
+
+def test_artery_groups_on_a_held_out_phantom(phantom_cache):
+    info = bundled("artery-groups")
+    ph = phantom_cache(100010, (1.0, 1.0, 1.5), fov="vessels", lumen_hu=380.0)
+    lab = sitk.GetArrayFromImage(segment(ph.ct, info, threads=2))
+    ref = sitk.GetArrayFromImage(ph.groups)
+    d = {g: dice(lab == v, ref == v) for v, g in enumerate(("aorta", "iliac", "mesenteric", "renal"), 1)}
+    assert d["aorta"] > 0.9 and d["iliac"] > 0.7 and d["mesenteric"] > 0.6 and d["renal"] > 0.6, d
+
+
+def test_arteries_calcium_on_a_held_out_phantom(phantom_cache):
+    info = bundled("arteries-calcium")
+    ph = phantom_cache(100011, (0.8, 0.8, 1.0), fov="vessels", lumen_hu=380.0, n_plaques=20)
+    lab = sitk.GetArrayFromImage(segment(ph.ct, info, threads=2, roi=ph.groups > 0))
+    ref = sitk.GetArrayFromImage(ph.arteries)
+    assert dice(lab == 1, ref == 1) > 0.8
+    assert dice(lab == 2, ref == 2) > 0.6
+    truth = (ref == 2).sum()
+    assert abs((lab == 2).sum() / truth - 1) < 0.3
+    assert np.isin(np.unique(lab), [0, 1, 2]).all()
