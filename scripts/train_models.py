@@ -199,7 +199,7 @@ def evaluate(folder, cfg, log):
 def evaluate_real(folder, cfg, log, out_png=None):
     """Dice on the labelled real scans of ../shared/data (skipped when absent) and a picture."""
     data = ROOT.parent / "shared" / "data"
-    if cfg["target"] != "groups" or not data.is_dir():
+    if not data.is_dir():
         return {}
     from CalciumScoringLib.cohort import read_ct
     from CalciumScoringLib.figures import case_figure
@@ -210,12 +210,19 @@ def evaluate_real(folder, cfg, log, out_png=None):
     for name, ct_path, ref_path in cases:
         ct = read_ct(ct_path)
         ref = sitk.Resample(sitk.ReadImage(str(ref_path)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-        lab = segment(ct, folder, threads=2)
-        a, b = sitk.GetArrayFromImage(lab), sitk.GetArrayFromImage(ref)
-        for v, g in ((1, "aorta"), (2, "iliac")):
-            if (b == v).any():
-                d = 2 * ((a == v) & (b == v)).sum() / max((a == v).sum() + (b == v).sum(), 1)
-                res[f"{name}_dice_{g}"] = float(d)
+        b = sitk.GetArrayFromImage(ref)
+        if cfg["target"] == "groups":
+            lab = segment(ct, folder, threads=2)
+            a = sitk.GetArrayFromImage(lab)
+            for v, g in ((1, "aorta"), (2, "iliac")):
+                if (b == v).any():
+                    d = 2 * ((a == v) & (b == v)).sum() / max((a == v).sum() + (b == v).sum(), 1)
+                    res[f"{name}_dice_{g}"] = float(d)
+        else:  # model A in the cascade region of the reference (only aorta/iliac are labelled)
+            lab = segment(ct, folder, threads=2, roi=ref > 0)
+            a = sitk.GetArrayFromImage(lab)
+            res[f"{name}_reference_arteries_found"] = float(((a > 0) & (b > 0)).sum() / (b > 0).sum())
+            res[f"{name}_calcium_mm3"] = float((a == 2).sum() * np.prod(ct.GetSpacing()))
         if out_png:
             case_figure(Path(out_png).with_name(f"{Path(out_png).stem}_{name}.png"), ct,
                         sitk.Cast(ref, sitk.sitkUInt8), sitk.Cast(lab, sitk.sitkUInt8),
