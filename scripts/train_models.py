@@ -174,6 +174,7 @@ def evaluate(folder, cfg, log):
 
     dices = {k: [] for k in cfg["labels"]}
     vol_err = {g: [] for g in ("aorta", "iliac", "mesenteric", "renal")}
+    base = {"dice": [], "vol": []}
     for seed in VALIDATION_SEEDS:
         o = held_out_options(seed)
         ph = make_phantom(seed, spacing=o.pop("spacing"), **o)
@@ -185,16 +186,26 @@ def evaluate(folder, cfg, log):
             a, b = pred == int(k), ref == int(k)
             dices[k].append(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
         if cfg["target"] == "arteries":  # calcified volume per group, on the true groups
+            from CalciumScoringLib.thresholds import adaptive
+
             t = score(ph.ct, ph.groups, ph.arteries == 2).table.set_index("region")
             p = score(ph.ct, ph.groups, lab == 2).table.set_index("region")
+            thr = adaptive(ph.ct, ph.groups > 0)  # the baseline the network must beat
+            q = score(ph.ct, ph.groups, thr).table.set_index("region")
+            tb = sitk.GetArrayFromImage(thr) > 0
+            base["dice"].append(2 * (tb & (ref == 2)).sum() / max(tb.sum() + (ref == 2).sum(), 1))
             for g in vol_err:
                 if t.loc[g, "calcium_volume_mm3"] > 0:
                     vol_err[g].append(abs(p.loc[g, "calcium_volume_mm3"] / t.loc[g, "calcium_volume_mm3"] - 1))
+                    base["vol"].append(abs(q.loc[g, "calcium_volume_mm3"] / t.loc[g, "calcium_volume_mm3"] - 1))
+            log(f"  adaptive threshold baseline: calcification Dice {base['dice'][-1]:.3f}")
         log(f"validation seed {seed}: " + ", ".join(f"{cfg['labels'][k]} {v[-1]:.3f}"
                                                     for k, v in dices.items()))
     out = {f"dice_{cfg['labels'][k]}": float(np.mean(v)) for k, v in dices.items()}
     if cfg["target"] == "arteries":
         out.update({f"calcium_volume_error_{g}": float(np.mean(v)) for g, v in vol_err.items() if v})
+        out["baseline_adaptive_threshold"] = {"dice_calcification": float(np.mean(base["dice"])),
+                                              "calcium_volume_error_mean": float(np.mean(base["vol"]))}
     return out
 
 
