@@ -48,7 +48,8 @@ def test_artery_groups_on_a_held_out_phantom(phantom_cache):
     lab = sitk.GetArrayFromImage(segment(ph.ct, info, threads=2))
     ref = sitk.GetArrayFromImage(ph.groups)
     d = {g: dice(lab == v, ref == v) for v, g in enumerate(("aorta", "iliac", "mesenteric", "renal"), 1)}
-    assert d["aorta"] > 0.9 and d["iliac"] > 0.7 and d["mesenteric"] > 0.6 and d["renal"] > 0.6, d
+    # measured 0.972 / 0.930 / 0.941 / 0.922 (version 0.1.3590); the bars
+    assert d["aorta"] > 0.95 and d["iliac"] > 0.90 and d["mesenteric"] > 0.80 and d["renal"] > 0.80, d
 
 
 def test_arteries_calcium_on_a_held_out_phantom(phantom_cache):
