@@ -249,7 +249,8 @@ def export(name, log, out_dir=None):
     saved = torch.load(ROOT / "training" / name / "checkpoint.pt", weights_only=False)
     card = {"name": name, "version": f"0.1.{saved['state']['iteration']}", "labels": cfg["labels"],
             "spacing_mm": cfg["spacing_mm"], "normalization": NORM, "patch_size": cfg["patch_size"],
-            "tile_step": cfg["tile_step"], "postprocessing": {"largest_component": [1]},
+            "tile_step": cfg["tile_step"], "postprocessing": ({"largest_component": [1], "tree_of": 1} if cfg["target"] == "groups"
+                               else {"largest_component": [1]}),
             "architecture": {"name": "unet3d", "params": {"in_channels": 1,
                                                           "num_classes": len(cfg["labels"]) + 1,
                                                           "features": cfg["features"]}},

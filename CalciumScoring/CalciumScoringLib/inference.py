@@ -9,10 +9,12 @@ Steps (each reported to ``progress(fraction, stage)``):
 3. crop to the body (voxels above ``body_threshold_hu``), so air costs nothing;
 4. sliding-window inference (half-patch overlap) with Gaussian blending of the
    window logits, optional mirroring, ``cancel()`` checked between windows;
-5. softmax, class probabilities resampled linearly onto the input grid and argmax
-   there (as nnU-Net does, so boundaries are sub-voxel on a finer input grid; a card
-   may ask for ``"label_resampling": "nearest"`` instead) and, where the card asks
-   for it, keep only the largest connected component of listed labels.
+5. postprocessing on the model grid where the card asks for it: the largest connected
+   component of listed labels, and only the foreground connected to the aorta's
+   largest component (``"tree_of": 1``), so isolated false positives go;
+6. softmax, class probabilities resampled linearly onto the input grid (only around
+   what was found) and argmax there, as nnU-Net does, so boundaries are sub-voxel on a
+   finer input grid (a card may ask for ``"label_resampling": "nearest"`` instead).
 
 >>> from CalciumScoringLib.inference import list_models, segment  # doctest: +SKIP
 >>> labels = segment(ct, "artery-groups", threads=2)              # doctest: +SKIP
@@ -103,14 +105,38 @@ def sliding_window(net, arr, patch, num_classes, mirror=False, progress=None, ca
     return out[(slice(None),) + tuple(slice(0, n) for n in arr.shape)]
 
 
-def _largest(labels, values):
-    for v in values:
-        m = labels == v
-        lab, n = ndimage.label(m)
+def _clean_on_model_grid(logits, box, largest=(), tree_of=None):
+    """Postprocessing on the model grid (cheap), before the labels go to the input grid.
+
+    ``largest``: labels of which only the largest 26-connected component is kept;
+    ``tree_of``: a label (e.g. 1, aorta) whose largest component anchors the tree: only
+    foreground components connected to it are kept (isolated false positives far from
+    the arteries go).  Dropped voxels become background.  Returns the logits and the box
+    cropped to the remaining foreground (two voxels of margin), or (None, None).
+    """
+    hard = np.argmax(logits, axis=0)
+    drop = np.zeros(hard.shape, bool)
+    full = np.ones((3, 3, 3), bool)
+    for v in set(largest) | ({tree_of} if tree_of else set()):
+        m = hard == v
+        lab, n = ndimage.label(m, full)
         if n > 1:
             sizes = np.bincount(lab.ravel())[1:]
-            labels[m & (lab != 1 + int(np.argmax(sizes)))] = 0
-    return labels
+            drop |= m & (lab != 1 + int(np.argmax(sizes)))
+    if tree_of:
+        fg = (hard > 0) & ~drop
+        lab, n = ndimage.label(fg, full)
+        anchor = np.unique(lab[(hard == tree_of) & ~drop])
+        drop |= fg & ~np.isin(lab, anchor[anchor > 0])
+    if drop.any():
+        logits = logits.copy()
+        logits[0][drop] = logits.max(axis=0)[drop] + 10.0
+        hard[drop] = 0
+    inner = crop_box(hard > 0, pad=2)
+    if inner is None:
+        return logits, None
+    logits = logits[(slice(None),) + inner]
+    return logits, tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner))
 
 
 def _softmax(logits):
@@ -249,7 +275,13 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
                             progress=lambda f, s: report(0.05 + 0.85 * f, s), cancel=cancel,
                             step=float(card.get("tile_step", 0.5)))
     report(0.92, "resampling labels")
-    if card.get("label_resampling", "linear") == "nearest":
+    post = card.get("postprocessing", {})
+    logits, box = _clean_on_model_grid(logits, box, post.get("largest_component", []),
+                                       post.get("tree_of"))
+    if box is None:  # nothing found
+        out = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
+        out.CopyInformation(ct)
+    elif card.get("label_resampling", "linear") == "nearest":
         labels = np.zeros(arr.shape, np.uint8)
         labels[box] = np.argmax(logits, axis=0).astype(np.uint8)
         lab_img = sitk.GetImageFromArray(labels)
@@ -257,11 +289,5 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
         out = sitk.Resample(lab_img, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     else:
         out = labels_on_grid(logits, box, work, ct)
-    keep = card.get("postprocessing", {}).get("largest_component", [])
-    if keep:
-        arr_out = _largest(sitk.GetArrayFromImage(out), keep)
-        out2 = sitk.GetImageFromArray(arr_out)
-        out2.CopyInformation(ct)
-        out = out2
     report(1.0, "done")
     return out
