@@ -139,6 +139,12 @@ def _clean_on_model_grid(logits, box, largest=(), tree_of=None):
     return logits, tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner))
 
 
+def _empty_labels(ct):
+    out = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
+    out.CopyInformation(ct)
+    return out
+
+
 def _softmax(logits):
     p = logits - logits.max(axis=0, keepdims=True)
     np.exp(p, out=p)
@@ -163,11 +169,9 @@ def labels_on_grid(logits, box, work, ct):
     idx = np.array([ct.TransformPhysicalPointToContinuousIndex(p) for p in corners])
     lo = np.clip(np.floor(idx.min(0)).astype(int) - 1, 0, None)
     hi = np.minimum(np.ceil(idx.max(0)).astype(int) + 2, ct.GetSize())
-    out = np.zeros(ct.GetSize()[::-1], np.uint8)
     if np.any(hi <= lo):
-        img = sitk.GetImageFromArray(out)
-        img.CopyInformation(ct)
-        return img
+        return _empty_labels(ct)
+    out = np.zeros(ct.GetSize()[::-1], np.uint8)
     size = [int(v) for v in hi - lo]
     origin = ct.TransformIndexToPhysicalPoint([int(v) for v in lo])
     best = best_label = None
@@ -258,9 +262,7 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
         rbox = crop_box(sitk.GetArrayViewFromImage(r) > 0, pad=0)
         if rbox is None:
             report(1.0, "done")
-            out = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
-            out.CopyInformation(ct)
-            return out
+            return _empty_labels(ct)
         pad = [int(np.ceil(roi_margin_mm / s)) for s in work.GetSpacing()[::-1]]
         keep = np.zeros(arr.shape, bool)
         keep[tuple(slice(max(b.start - q, 0), b.stop + q) for b, q in zip(rbox, pad))] = True
@@ -279,8 +281,7 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
     logits, box = _clean_on_model_grid(logits, box, post.get("largest_component", []),
                                        post.get("tree_of"))
     if box is None:  # nothing found
-        out = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
-        out.CopyInformation(ct)
+        out = _empty_labels(ct)
     elif card.get("label_resampling", "linear") == "nearest":
         labels = np.zeros(arr.shape, np.uint8)
         labels[box] = np.argmax(logits, axis=0).astype(np.uint8)
