@@ -38,7 +38,10 @@ CONFIGS = {
                          "spacing_mm": [1.0, 1.0, 1.0], "patch_size": [48, 48, 48],
                          "features": [12, 24, 48, 96], "tile_step": 0.75, "target": "arteries",
                          # calcium is ~0.2 % of a patch: weighted so that it emerges early
-                         "ce_weights": [1.0, 1.0, 3.0]},
+                         "ce_weights": [1.0, 1.0, 3.0],
+                         # linear decay over 20000 iterations until 2124, then annealed
+                         # to iteration 6500 to fit the compute of three sessions
+                         "decay_iterations": 6500},
 }
 NORM = {"type": "ct", "clip": [-1024.0, 2000.0], "mean": 100.0, "std": 300.0}
 VALIDATION_SEEDS = list(range(100000, 100006))
@@ -148,7 +151,7 @@ def train(name, minutes, threads, pool_size, log):
         if rng.random() < 0.5:  # intensity augmentation on top of the phantom randomisation
             x = x * float(rng.uniform(0.9, 1.1)) + float(rng.uniform(-0.1, 0.1))
         y = torch.from_numpy(np.stack(ys).copy())
-        lr = 2e-3 * max(0.05, 1 - state["iteration"] / 20000)
+        lr = 2e-3 * max(0.05, 1 - state["iteration"] / cfg.get("decay_iterations", 20000))
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad()
@@ -256,7 +259,9 @@ def export(name, log, out_dir=None):
                                                           "features": cfg["features"]}},
             "training": {"data": "synthetic phantoms (CalciumScoringLib.phantoms), randomised",
                          "randomisation": RANDOMISATION,
-                         "recipe": "scripts/train_models.py: AdamW (lr 2e-3, weight decay 1e-4), "
+                         "recipe": "scripts/train_models.py: AdamW (lr 2e-3 decaying linearly to 0 at "
+                                   f"iteration {cfg.get('decay_iterations', 20000)}, floor 1e-4; "
+                                   "weight decay 1e-4), "
                                    "batch 2 patches (70 % centred on a label, classes balanced), "
                                    "cross-entropy (class weights: " + str(cfg.get("ce_weights", "none"))
                                    + ") + soft Dice, +-10 % intensity scale/shift",
