@@ -64,3 +64,21 @@ def test_lib_algorithms_never_import_slicer(module):
             names = [a.name for a in getattr(node, "names", [])] if isinstance(node, ast.Import) \
                 else [getattr(node, "module", "") or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n == "slicer" or n.startswith("slicer.") for n in names), p
+
+
+def test_wheel_carries_the_module_resources(tmp_path):
+    """`pip install .` (headless cohorts) gets the same colour table and bundled models as
+    Slicer: every file of CalciumScoring/Resources/{ColorTables,Models} is in the wheel."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", str(ROOT), "-w", str(tmp_path)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    res = ROOT / "CalciumScoring" / "Resources"
+    wanted = {"CalciumScoringLib/Resources/" + p.relative_to(res).as_posix()
+              for sub in ("ColorTables", "Models") for p in (res / sub).rglob("*") if p.is_file()}
+    assert any(n.endswith(".safetensors") for n in wanted)
+    assert wanted <= names, f"missing from the wheel: {sorted(wanted - names)}"

@@ -23,9 +23,17 @@ _REGION_CONTEXT = "Anatomic codes - DICOM master list"
 
 
 def resources_dir():
-    """The CalciumScoring module's ``Resources`` folder (override: ``VASCULAR_CALCIUM_RESOURCES``)."""
+    """The CalciumScoring module's ``Resources`` folder (override: ``VASCULAR_CALCIUM_RESOURCES``).
+
+    In Slicer and in a source checkout it sits beside ``CalciumScoringLib``; a pip-installed
+    wheel carries a copy inside the package (``CalciumScoringLib/Resources``).
+    """
     env = os.environ.get("VASCULAR_CALCIUM_RESOURCES")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "Resources"
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    beside = here.parent / "Resources"
+    return beside if (beside / "ColorTables").is_dir() else here / "Resources"
 
 
 @dataclass(frozen=True)
