@@ -28,6 +28,7 @@ from CalciumScoringLib.inference import _resample, normalise, segment
 from CalciumScoringLib.models import save_model
 from CalciumScoringLib.networks import UNet3D
 from CalciumScoringLib.phantoms import make_phantom
+from CalciumScoringLib.validation import overlap
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -187,7 +188,7 @@ def evaluate(folder, cfg, log):
         ref = sitk.GetArrayFromImage(getattr(ph, cfg["target"]))
         for k in cfg["labels"]:
             a, b = pred == int(k), ref == int(k)
-            dices[k].append(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+            dices[k].append(overlap(a, b)["dice"])
         if cfg["target"] == "arteries":  # calcified volume per group, on the true groups
             from CalciumScoringLib.thresholds import adaptive
 
@@ -196,7 +197,7 @@ def evaluate(folder, cfg, log):
             thr = adaptive(ph.ct, ph.groups > 0)  # the baseline the network must beat
             q = score(ph.ct, ph.groups, thr).table.set_index("region")
             tb = sitk.GetArrayFromImage(thr) > 0
-            base["dice"].append(2 * (tb & (ref == 2)).sum() / max(tb.sum() + (ref == 2).sum(), 1))
+            base["dice"].append(overlap(tb, ref == 2)["dice"])
             for g in vol_err:
                 if t.loc[g, "calcium_volume_mm3"] > 0:
                     vol_err[g].append(abs(p.loc[g, "calcium_volume_mm3"] / t.loc[g, "calcium_volume_mm3"] - 1))
@@ -232,8 +233,7 @@ def evaluate_real(folder, cfg, log, out_png=None):
             a = sitk.GetArrayFromImage(lab)
             for v, g in ((1, "aorta"), (2, "iliac")):
                 if (b == v).any():
-                    d = 2 * ((a == v) & (b == v)).sum() / max((a == v).sum() + (b == v).sum(), 1)
-                    res[f"{name}_dice_{g}"] = float(d)
+                    res[f"{name}_dice_{g}"] = overlap(a == v, b == v)["dice"]
         else:  # model A in the cascade region of the reference (only aorta/iliac are labelled)
             lab = segment(ct, folder, threads=2, roi=ref > 0)
             a = sitk.GetArrayFromImage(lab)

@@ -85,7 +85,9 @@ def cmd_demo(args):
     if case.groups is None:
         full = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "arteries_full.nii.gz")))
         ref = sitk.GetArrayFromImage(ph.groups)
-        dice = {g: 2 * ((full == v) & (ref == v)).sum() / max((full == v).sum() + (ref == v).sum(), 1)
+        from .validation import overlap
+
+        dice = {g: overlap(full == v, ref == v)["dice"]
                 for v, g in ((1, "aorta"), (2, "iliac"), (3, "mesenteric"), (4, "renal"))}
         print("network vs phantom truth, Dice: " + ", ".join(f"{g} {d:.3f}" for g, d in dice.items()))
     record = json.loads((folder / "scores.json").read_text())
