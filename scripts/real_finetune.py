@@ -87,30 +87,6 @@ def marginal_loss(logits, y):
     return nll + 1 - torch.stack(dice).mean()
 
 
-def dice_on_held_out_scan(folder, contrast_hu=None):
-    """Aorta Dice of a model folder on ``ts_dicom_series`` (held out), optionally with a
-    simulated bolus of ``contrast_hu`` in the labelled aorta; ``None`` when absent."""
-    from CalciumScoringLib.cohort import read_ct
-    from CalciumScoringLib.inference import segment
-    from CalciumScoringLib.validation import overlap
-
-    case = DATA / "ts_dicom_series"
-    if not (case / "aorta.nii.gz").is_file():
-        return None
-    ct = read_ct(case / "dicom")
-    ref = sitk.Resample(sitk.ReadImage(str(case / "aorta.nii.gz")), ct, sitk.Transform(),
-                        sitk.sitkNearestNeighbor, 0)
-    b = sitk.GetArrayFromImage(ref) > 0
-    if contrast_hu is not None:
-        hu = sitk.GetArrayFromImage(ct).astype(np.float32)
-        hu = with_contrast(hu, b, contrast_hu, ct.GetSpacing(), np.random.default_rng(0))
-        img = sitk.GetImageFromArray(hu)
-        img.CopyInformation(ct)
-        ct = img
-    a = sitk.GetArrayFromImage(segment(ct, folder, threads=1)) == 1
-    return overlap(a, b)["dice"]
-
-
 def combined_loss(net, loss_fn, ncls, phantom_xy, real_xy, weights=None):
     """Loss of one batch of phantom patches plus one real patch."""
     xs = [torch.from_numpy(np.ascontiguousarray(x)[None]) for x, _ in phantom_xy + [real_xy]]
