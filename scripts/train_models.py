@@ -257,7 +257,7 @@ def evaluate_real(folder, cfg, log, out_png=None):
     if not data.is_dir():
         return {}
     from CalciumScoringLib.cohort import read_ct
-    from CalciumScoringLib.figures import case_figure
+    from CalciumScoringLib.figures import comparison_figure
     from real_finetune import with_contrast
 
     res = {}
@@ -289,8 +289,9 @@ def evaluate_real(folder, cfg, log, out_png=None):
             if out_png:
                 what = "simulated 350 HU bolus" if tag else "as scanned (non-contrast)"
                 png = Path(out_png).with_name(f"{Path(out_png).stem}_{name}{'_bolus350' if tag else ''}.png")
-                case_figure(png, image, sitk.Cast(ref, sitk.sitkUInt8), sitk.Cast(lab, sitk.sitkUInt8),
-                            title=f"{name}, {what}: reference (left) vs network (middle)")
+                comparison_figure(png, image, ref, lab, title=f"{folder.name} on {name}, {what}",
+                                  labels=({int(k): v for k, v in cfg["labels"].items()}
+                                          if cfg["target"] == "groups" else None))
         log(f"real data {name}: {res}")
     return res
 

@@ -105,3 +105,63 @@ def case_figure(path, ct, groups_full, groups_short=None, calcium=None, title=""
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+AGREEMENT_COLOURS = {1: (0.20, 0.75, 0.30), 2: (0.25, 0.45, 0.95), 3: (0.95, 0.25, 0.20)}
+
+
+def comparison_figure(path, ct, reference, test, title="", labels=None):
+    """Save a PNG comparing a test mask with a reference on the CT.
+
+    Green: both; blue: reference only (missed); red: test only (extra).  Panels: coronal
+    projection, three axial slices through the reference (25/50/75 % of its extent) and a
+    coronal slice through its centre.  ``labels`` (value -> name) adds Dice per label to the
+    title; all labels > 0 count as foreground for the colours.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = _axial(ct)
+    ctA = sitk.GetArrayFromImage(grid).astype(np.float32)
+    ref, tst = (sitk.GetArrayFromImage(sitk.Resample(m, grid, sitk.Transform(),
+                                                     sitk.sitkNearestNeighbor, 0))
+                for m in (reference, test))
+    agree = np.select([(ref > 0) & (tst > 0), ref > 0, tst > 0], [1, 2, 3], 0)
+    if labels:
+        a, b = sitk.GetArrayViewFromImage(test), sitk.GetArrayViewFromImage(reference)
+        dice = []
+        for v, name in labels.items():
+            n = int((a == v).sum() + (b == v).sum())
+            if (b == v).any():
+                dice.append(f"{name} {2 * int(((a == v) & (b == v)).sum()) / n:.2f}")
+        title = f"{title}\nDice: {', '.join(dice)}" if dice else title
+    sp = grid.GetSpacing()
+    aspect = sp[2] / sp[0]
+    fig, ax = plt.subplots(1, 5, figsize=(21, 5.5))
+    proj = np.zeros(agree.shape[::2], agree.dtype)
+    for v in (3, 2, 1):  # agreement drawn over misses over extras
+        proj[(agree == v).any(axis=1)] = v
+    ax[0].imshow(np.zeros(proj.shape), cmap="gray", vmin=0, vmax=1, aspect=aspect)
+    ax[0].imshow(_rgba(proj[::-1], AGREEMENT_COLOURS), aspect=aspect)
+    ax[0].set_title("coronal projection")
+    zs = np.nonzero((ref > 0).any(axis=(1, 2)))[0]
+    zs = zs if zs.size else np.arange(ctA.shape[0])
+    for i, q in enumerate((0.25, 0.5, 0.75)):
+        k = int(zs[int(q * (zs.size - 1))])
+        ax[1 + i].imshow(ctA[k], cmap="gray", vmin=-200, vmax=500)
+        ax[1 + i].imshow(_rgba(agree[k], AGREEMENT_COLOURS), alpha=0.55)
+        ax[1 + i].set_title(f"axial slice {k}")
+    j = int(np.median(np.nonzero(ref > 0)[1])) if (ref > 0).any() else ctA.shape[1] // 2
+    ax[4].imshow(ctA[:, j, :][::-1], cmap="gray", vmin=-200, vmax=500, aspect=aspect)
+    ax[4].imshow(_rgba(agree[:, j, :][::-1], AGREEMENT_COLOURS), alpha=0.55, aspect=aspect)
+    ax[4].set_title("coronal slice")
+    for a_ in ax:
+        a_.set_xticks([])
+        a_.set_yticks([])
+    fig.suptitle(f"{title}\ngreen: both, blue: reference only, red: network only")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
