@@ -155,3 +155,26 @@ def test_validate_command_on_files(cohort, tmp_path):
     summ = pd.read_csv(tmp_path / "cmp" / "summary_agreement.csv").set_index(["region", "score"])
     d = auto[auto.region == "aorta"]
     assert summ.loc[("aorta", "burden"), "bias"] == pytest.approx((d.burden_test - d.burden_ref).mean())
+
+
+def test_comparison_figure_colours_agreement_misses_and_extras(tmp_path):
+    """Green where both masks agree, blue for reference-only, red for test-only voxels."""
+    import matplotlib.image as mpimg
+
+    from CalciumScoringLib.figures import AGREEMENT_COLOURS, comparison_figure
+
+    ph = make_phantom(1, spacing=(2.0, 2.0, 2.0), n_plaques=0)
+    ref = sitk.GetArrayFromImage(ph.groups)
+    test = np.where(ref == 2, 0, ref)                     # iliacs missed
+    test[ndimage.binary_dilation(ref == 1, iterations=2) & (ref == 0)] = 1  # aorta too wide
+    png = comparison_figure(tmp_path / "c.png", ph.ct, ph.groups, like(test, ph.groups),
+                            title="t", labels={1: "aorta", 2: "iliac"})
+    rgb = mpimg.imread(png)[..., :3]
+    def drawn(rgb, v):  # projection pixels: the colour at 85 % opacity over black
+        return int((np.abs(rgb - 0.85 * np.array(AGREEMENT_COLOURS[v])).max(-1) < 0.02).sum())
+
+    assert all(drawn(rgb, v) > 50 for v in (1, 2, 3)), [drawn(rgb, v) for v in (1, 2, 3)]
+    # no misses and no extras when the test mask equals the reference
+    png = comparison_figure(tmp_path / "same.png", ph.ct, ph.groups, ph.groups)
+    rgb = mpimg.imread(png)[..., :3]
+    assert drawn(rgb, 1) > 50 and drawn(rgb, 2) == 0 and drawn(rgb, 3) == 0
