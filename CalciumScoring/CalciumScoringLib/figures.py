@@ -130,12 +130,11 @@ def comparison_figure(path, ct, reference, test, title="", labels=None):
                 for m in (reference, test))
     agree = np.select([(ref > 0) & (tst > 0), ref > 0, tst > 0], [1, 2, 3], 0)
     if labels:
+        from .validation import overlap
+
         a, b = sitk.GetArrayViewFromImage(test), sitk.GetArrayViewFromImage(reference)
-        dice = []
-        for v, name in labels.items():
-            n = int((a == v).sum() + (b == v).sum())
-            if (b == v).any():
-                dice.append(f"{name} {2 * int(((a == v) & (b == v)).sum()) / n:.2f}")
+        dice = [f"{name} {overlap(a == v, b == v)['dice']:.2f}"
+                for v, name in labels.items() if (b == v).any()]
         title = f"{title}\nDice: {', '.join(dice)}" if dice else title
     sp = grid.GetSpacing()
     aspect = sp[2] / sp[0]
