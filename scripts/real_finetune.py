@@ -87,12 +87,11 @@ def marginal_loss(logits, y):
     return nll + 1 - torch.stack(dice).mean()
 
 
-def combined_loss(net, loss_fn, ncls, phantom_xy, real_xy, weights=None):
-    """Loss of one batch of phantom patches plus one real patch."""
-    xs = [torch.from_numpy(np.ascontiguousarray(x)[None]) for x, _ in phantom_xy + [real_xy]]
-    ys = [torch.from_numpy(np.ascontiguousarray(y)) for _, y in phantom_xy + [real_xy]]
-    logits = net(torch.stack(xs))
-    n = len(phantom_xy)
-    return (loss_fn(logits[:n], torch.stack(ys[:n]), ncls, weights)
-            + marginal_loss(logits[n:], ys[n][None]))
+def combined_loss(net, loss_fn, ncls, x, y, real_xy, weights=None):
+    """Loss of one batch: phantom patches ``x`` (N, 1, z, y, x) with labels ``y`` plus one
+    real patch (image, label arrays) in the same forward pass."""
+    rx, ry = (torch.from_numpy(np.ascontiguousarray(a)) for a in real_xy)
+    logits = net(torch.cat([x, rx[None, None]]))
+    n = len(x)
+    return loss_fn(logits[:n], y, ncls, weights) + marginal_loss(logits[n:], ry[None])
 

@@ -180,8 +180,7 @@ def train(name, minutes, threads, pool_size, log):
         opt.zero_grad()
         if scan is not None:
             real = rf.real_patch(scan, patch, NORM, rng, cfg["spacing_mm"])
-            loss = rf.combined_loss(net, loss_fn, ncls, [(a[0], b) for a, b in zip(x.numpy(), ys)],
-                                    real, cfg.get("ce_weights"))
+            loss = rf.combined_loss(net, loss_fn, ncls, x, y, real, cfg.get("ce_weights"))
         else:
             loss = loss_fn(net(x), y, ncls, cfg.get("ce_weights"))
         loss.backward()
