@@ -38,12 +38,13 @@ CONFIGS = {
     "arteries-calcium": {"labels": {"1": "artery", "2": "calcification"},
                          "spacing_mm": [1.0, 1.0, 1.0], "patch_size": [48, 48, 48],
                          "features": [12, 24, 48, 96], "tile_step": 0.75, "target": "arteries",
-                         "ce_weights": [1.0, 1.0, 1.0], "decay_iterations": 5400,
+                         "ce_weights": [1.0, 1.0, 1.0], "decay_iterations": 7400, "lr": 8.19e-4,
                          "history": "iterations 0-370 on 64^3 patches; 957-2300 cross-entropy "
                                     "weight 3 on calcification (calcium is ~0.2 % of a patch and "
                                     "had not emerged), then 1 (weight 3 over-called calcium by "
                                     "10-25 % on held-out phantoms); learning rate decayed over "
-                                    "20000 iterations until 2124, annealed to 6500 until 2820, then to 5400"},
+                                    "20000 iterations until 2124, annealed to 6500 until 2820, then to 5400 "
+                                    "until 4548, then from the same rate (3.16e-4) to 7400"},
 }
 # Experiment: the artery-groups network fine-tuned with the real (non-contrast,
 # aorta/iliac-labelled) scan beside the phantoms (scripts/real_finetune.py).  With one real
