@@ -292,7 +292,8 @@ def evaluate_real(folder, cfg, log, out_png=None):
                 comparison_figure(png, image, ref, lab, title=f"{folder.name} on {name}, {what}",
                                   labels=({int(k): v for k, v in cfg["labels"].items()}
                                           if cfg["target"] == "groups" else None))
-        log(f"real data {name}: {res}")
+        log(f"real data {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()
+                                               if k.startswith(name + "_")))
     return res
 
 

@@ -12,9 +12,11 @@ Steps (each reported to ``progress(fraction, stage)``):
 5. postprocessing on the model grid where the card asks for it: the largest connected
    component of listed labels, and only the foreground connected to the aorta's
    largest component (``"tree_of": 1``), so isolated false positives go;
-6. softmax, class probabilities resampled linearly onto the input grid (only around
-   what was found) and argmax there, as nnU-Net does, so boundaries are sub-voxel on a
-   finer input grid (a card may ask for ``"label_resampling": "nearest"`` instead).
+6. softmax, class probabilities resampled onto the input grid (each only where it is
+   non-negligible; linear, or cubic B-spline where the card says
+   ``"label_resampling": "bspline"``, which keeps the volume of small structures) and
+   argmax there, as nnU-Net does, so boundaries are sub-voxel on a finer input grid (a
+   card may ask for ``"nearest"`` label resampling instead).
 
 >>> from CalciumScoringLib.inference import list_models, segment  # doctest: +SKIP
 >>> labels = segment(ct, "artery-groups", threads=2)              # doctest: +SKIP
@@ -152,43 +154,70 @@ def _softmax(logits):
     return p
 
 
-def labels_on_grid(logits, box, work, ct):
-    """Argmax on ``ct``'s grid of class logits (C, z, y, x) that cover ``box`` of ``work``.
+#: card ``"label_resampling"`` -> SimpleITK interpolator for the class probabilities
+INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
 
-    Each class probability is resampled linearly (outside the box: background), only over
-    the part of ``ct`` that the box covers, so memory stays at a few class-sized arrays.
-    """
-    prob = _softmax(logits)
+
+def _ct_range(work, box, ct, margin):
+    """Index range [lo, hi) of ``ct`` covered by ``box`` of ``work`` plus ``margin`` voxels."""
     start = [b.start for b in box][::-1]
-    piece_origin = work.TransformIndexToPhysicalPoint([int(v) for v in start])
-    # the ct index range the box covers (its 8 corners, one voxel of margin)
     ends = [b.stop - 1 for b in box][::-1]
     corners = [work.TransformContinuousIndexToPhysicalPoint(
         [ends[i] + 0.5 if c[i] else start[i] - 0.5 for i in range(3)])
         for c in np.ndindex(2, 2, 2)]
     idx = np.array([ct.TransformPhysicalPointToContinuousIndex(p) for p in corners])
-    lo = np.clip(np.floor(idx.min(0)).astype(int) - 1, 0, None)
-    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + 2, ct.GetSize())
+    lo = np.clip(np.floor(idx.min(0)).astype(int) - margin, 0, None)
+    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + margin + 1, ct.GetSize())
+    return lo, hi
+
+
+def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3):
+    """Argmax on ``ct``'s grid of class logits (C, z, y, x) that cover ``box`` of ``work``.
+
+    Each foreground class probability is resampled (``interpolation``: ``"linear"`` or
+    ``"bspline"``) only over the part of ``ct`` where it exceeds ``min_prob`` on the model
+    grid; the background is ``1 - sum`` of the others (both interpolators reproduce
+    constants, so this equals resampling it).  Linear interpolation of a small blob
+    thresholded at 0.5 cuts its corners (a perfect 1 mm calcium mask loses 12 % of its
+    volume on a 0.75 mm grid); cubic B-splines do not (-1 %).
+    """
+    if interpolation not in INTERPOLATORS:
+        raise ValueError(f"unknown label_resampling {interpolation!r}; use "
+                         f"{', '.join(sorted(INTERPOLATORS))} or 'nearest'")
+    interp = INTERPOLATORS[interpolation]
+    margin = 1 if interpolation == "linear" else 3
+    prob = _softmax(logits)
+    lo, hi = _ct_range(work, box, ct, 1)
+    out = np.zeros(ct.GetSize()[::-1], np.uint8)
     if np.any(hi <= lo):
         return _empty_labels(ct)
-    out = np.zeros(ct.GetSize()[::-1], np.uint8)
-    size = [int(v) for v in hi - lo]
-    origin = ct.TransformIndexToPhysicalPoint([int(v) for v in lo])
-    best = best_label = None
-    for c in range(prob.shape[0]):
-        piece = sitk.GetImageFromArray(prob[c])
-        piece.SetOrigin(piece_origin)
+    shape = tuple(int(v) for v in (hi - lo)[::-1])
+    fg_sum = np.zeros(shape, np.float32)
+    best = np.zeros(shape, np.float32)
+    best_label = np.zeros(shape, np.uint8)
+    for c in range(1, prob.shape[0]):
+        sub = crop_box(prob[c] > min_prob, pad=margin)
+        if sub is None:
+            continue
+        cbox = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub))
+        clo, chi = _ct_range(work, cbox, ct, 1)
+        clo, chi = np.maximum(clo, lo), np.minimum(chi, hi)
+        if np.any(chi <= clo):
+            continue
+        piece = sitk.GetImageFromArray(np.ascontiguousarray(prob[(c,) + sub]))
+        piece.SetOrigin(work.TransformIndexToPhysicalPoint([int(b.start) for b in cbox][::-1]))
         piece.SetSpacing(work.GetSpacing())
         piece.SetDirection(work.GetDirection())
         r = sitk.GetArrayFromImage(sitk.Resample(
-            piece, size, sitk.Transform(), sitk.sitkLinear, origin, ct.GetSpacing(),
-            ct.GetDirection(), 1.0 if c == 0 else 0.0, sitk.sitkFloat32))
-        if best is None:
-            best, best_label = r, np.zeros(r.shape, np.uint8)
-        else:
-            better = r > best
-            best[better] = r[better]
-            best_label[better] = c
+            piece, [int(v) for v in chi - clo], sitk.Transform(), interp,
+            ct.TransformIndexToPhysicalPoint([int(v) for v in clo]), ct.GetSpacing(),
+            ct.GetDirection(), 0.0, sitk.sitkFloat32))
+        sl = tuple(slice(int(a - b), int(e - b)) for a, e, b in zip(clo[::-1], chi[::-1], lo[::-1]))
+        fg_sum[sl] += r
+        better = r > best[sl]
+        best[sl][better] = r[better]
+        best_label[sl][better] = c
+    best_label[best <= 1.0 - fg_sum] = 0
     out[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] = best_label
     img = sitk.GetImageFromArray(out)
     img.CopyInformation(ct)
@@ -289,6 +318,6 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
         lab_img.CopyInformation(work)
         out = sitk.Resample(lab_img, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     else:
-        out = labels_on_grid(logits, box, work, ct)
+        out = labels_on_grid(logits, box, work, ct, card.get("label_resampling", "linear"))
     report(1.0, "done")
     return out
