@@ -208,3 +208,19 @@ def test_bad_input_is_refused_with_a_clear_message(phantom_cache):
         shorten_arteries(arr(ph.groups))
     with pytest.raises(ValueError, match="stump_length_mm"):
         shorten_arteries(ph.groups, stump_length_mm=0)
+
+
+def test_branch_with_a_gap_at_the_aortic_wall_is_measured_from_its_stump():
+    """A side artery that stops one voxel short of the aorta (within the two dilations of
+    step 3a, not in contact; as after an edit or from a network) gets a stump measured from
+    its own first voxels instead of failing."""
+    lab = np.zeros((40, 40, 60), np.uint8)
+    lab[:, 15:25, 10:20] = 1  # aorta along z (array axis 0)
+    lab[18:22, 18:22, 21:58] = 4  # renal along x, one empty voxel (x = 20) from the aorta
+    img = sitk.GetImageFromArray(lab)
+    res = shorten_arteries(img)
+    out = arr(res.labelmap)
+    kept = np.nonzero((out == 4).any(axis=(0, 1)))[0]
+    assert kept.min() == 21 and kept.max() == 21 + 25  # 25 mm from the stump's first voxel
+    row = res.branches[res.branches.group == "renal"].iloc[0]
+    assert row.length_mm == pytest.approx(25.0, abs=1.0)

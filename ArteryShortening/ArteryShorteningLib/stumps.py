@@ -53,8 +53,14 @@ def merged_stump(C, A, params):
 
 
 def geodesic_from_aorta(C, A, S, spacing):
-    """Shortest 26-connected path length (mm) inside ``C`` from the aorta voxels touching ``S``."""
+    """Shortest 26-connected path length (mm) inside ``C`` from the aorta voxels touching ``S``.
+
+    A stump that is within the aortic dilation but not in contact with the aorta (a one-voxel
+    gap, e.g. after manual edits or from a network) is measured from the stump itself.
+    """
     seeds = A & ndimage.binary_dilation(S, _ALL)
+    if not seeds.any():
+        seeds = S
     costs = np.where(C | seeds, 1.0, np.inf)
     mcp = MCP_Geometric(costs, fully_connected=True, sampling=(spacing,) * 3)
     starts = list(zip(*np.nonzero(seeds)))
