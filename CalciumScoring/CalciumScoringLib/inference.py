@@ -217,7 +217,9 @@ def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3)
         better = r > best[sl]
         best[sl][better] = r[better]
         best_label[sl][better] = c
-    best_label[best <= 1.0 - fg_sum] = 0
+    # a tie with the background goes to the background, as argmax does; the tolerance
+    # absorbs float32 rounding of 1 - sum (ties are exact for e.g. equal logits)
+    best_label[best <= 1.0 - fg_sum + 1e-5] = 0
     out[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] = best_label
     img = sitk.GetImageFromArray(out)
     img.CopyInformation(ct)
