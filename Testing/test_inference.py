@@ -98,6 +98,11 @@ def test_registry_lists_user_models(threshold_model, monkeypatch, tmp_path):
         models.find_model("nope")
     with pytest.raises(models.ModelError, match="not valid JSON"):
         models.read_card(tmp_path / "broken")
+    card = json.loads((threshold_model / "model.json").read_text())
+    (tmp_path / "typo").mkdir()
+    (tmp_path / "typo" / "model.json").write_text(json.dumps(dict(card, label_resampling="cubic")))
+    with pytest.raises(models.ModelError, match="label_resampling 'cubic' is not one of linear"):
+        models.read_card(tmp_path / "typo")  # refused when read, not after the network ran
 
 
 def test_nnunet_folder_without_nnunetv2_gives_install_hint(tmp_path, phantom_cache):

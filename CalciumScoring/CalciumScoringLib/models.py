@@ -5,7 +5,8 @@ A model is a folder with ``model.json`` (the model card) and a weights file
 (value -> name), ``spacing_mm`` (x, y, z), ``normalization``, ``patch_size``
 (x, y, z voxels), ``architecture`` (name + params), ``weights`` (file name),
 ``sha256`` of the weights, ``training`` (data and recipe), ``metrics``,
-``license``, ``intended_use`` and optionally ``postprocessing``.
+``license``, ``intended_use`` and optionally ``postprocessing``, ``tile_step``,
+``mirroring`` and ``label_resampling`` (``linear``, ``bspline`` or ``nearest``).
 
 Bundled models live in ``CalciumScoring/Resources/Models/<name>/``; users add
 folders with :func:`register` or the ``VASCULAR_CALCIUM_MODELS`` environment
@@ -24,6 +25,8 @@ from .segment_terms import resources_dir
 
 REQUIRED = ("name", "version", "labels", "spacing_mm", "normalization", "patch_size",
             "architecture", "weights", "sha256", "license", "intended_use")
+#: how labels go from the model grid to the CT grid (card ``label_resampling``, optional)
+LABEL_RESAMPLING = ("linear", "bspline", "nearest")
 _USER_FOLDERS = []
 
 
@@ -68,6 +71,10 @@ def read_card(folder):
     missing = [k for k in REQUIRED if k not in card]
     if missing:
         raise ModelError(f"{path} lacks {missing}")
+    how = card.get("label_resampling", "linear")
+    if how not in LABEL_RESAMPLING:
+        raise ModelError(f"{path}: label_resampling {how!r} is not one of "
+                         f"{', '.join(LABEL_RESAMPLING)}; fix the card")
     return card
 
 
