@@ -225,13 +225,13 @@ def evaluate(folder, cfg, log):
 
     dices = {k: [] for k in cfg["labels"]}
     vol_err = {g: [] for g in ("aorta", "iliac", "mesenteric", "renal")}
-    base = {"dice": [], "vol": [], "ideal": []}
+    base = {"dice": [], "vol": [], "ideal": [], "grid": []}
     pooled = {}  # group -> [predicted, true] calcified volume summed over the cases
     for seed in VALIDATION_SEEDS:
         o = held_out_options(seed)
         ph = make_phantom(seed, spacing=o.pop("spacing"), **o)
         if cfg["target"] == "arteries":
-            base.setdefault("grid", []).append(
+            base["grid"].append(
                 model_grid_bound(ph, seed, o, cfg, cfg.get("label_resampling", "linear")))
         roi = ph.groups > 0 if cfg["target"] == "arteries" else None
         lab = segment(ph.ct, folder, threads=2, roi=roi)

@@ -158,16 +158,16 @@ def _softmax(logits):
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
 
 
-def _ct_range(work, box, ct, margin):
-    """Index range [lo, hi) of ``ct`` covered by ``box`` of ``work`` plus ``margin`` voxels."""
+def _ct_range(work, box, ct):
+    """Index range [lo, hi) of ``ct`` covered by ``box`` of ``work``, one voxel of margin."""
     start = [b.start for b in box][::-1]
     ends = [b.stop - 1 for b in box][::-1]
     corners = [work.TransformContinuousIndexToPhysicalPoint(
         [ends[i] + 0.5 if c[i] else start[i] - 0.5 for i in range(3)])
         for c in np.ndindex(2, 2, 2)]
     idx = np.array([ct.TransformPhysicalPointToContinuousIndex(p) for p in corners])
-    lo = np.clip(np.floor(idx.min(0)).astype(int) - margin, 0, None)
-    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + margin + 1, ct.GetSize())
+    lo = np.clip(np.floor(idx.min(0)).astype(int) - 1, 0, None)
+    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + 2, ct.GetSize())
     return lo, hi
 
 
@@ -187,8 +187,7 @@ def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3)
     interp = INTERPOLATORS[interpolation]
     margin = 1 if interpolation == "linear" else 3
     prob = _softmax(logits)
-    lo, hi = _ct_range(work, box, ct, 1)
-    out = np.zeros(ct.GetSize()[::-1], np.uint8)
+    lo, hi = _ct_range(work, box, ct)
     if np.any(hi <= lo):
         return _empty_labels(ct)
     shape = tuple(int(v) for v in (hi - lo)[::-1])
@@ -200,7 +199,7 @@ def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3)
         if sub is None:
             continue
         cbox = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub))
-        clo, chi = _ct_range(work, cbox, ct, 1)
+        clo, chi = _ct_range(work, cbox, ct)
         clo, chi = np.maximum(clo, lo), np.minimum(chi, hi)
         if np.any(chi <= clo):
             continue
@@ -220,6 +219,7 @@ def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3)
     # a tie with the background goes to the background, as argmax does; the tolerance
     # absorbs float32 rounding of 1 - sum (ties are exact for e.g. equal logits)
     best_label[best <= 1.0 - fg_sum + 1e-5] = 0
+    out = np.zeros(ct.GetSize()[::-1], np.uint8)
     out[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] = best_label
     img = sitk.GetImageFromArray(out)
     img.CopyInformation(ct)
