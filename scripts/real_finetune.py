@@ -22,6 +22,7 @@ import torch
 from scipy import ndimage
 
 from CalciumScoringLib.inference import _resample, normalise
+from train_models import pad_to, window_around
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRAIN_SCAN = DATA / "ts_abdomen_ct"
@@ -59,14 +60,10 @@ def real_patch(scan, patch, norm, rng, spacing_mm, fg_prob=0.6):
            if rng.random() < 0.7 else hu.copy())
     img = img * float(rng.uniform(0.95, 1.05)) + float(rng.uniform(-20, 20))
     img += rng.normal(0, rng.uniform(0, 20), img.shape).astype(np.float32)
-    pads = [(0, max(q - n, 0)) for q, n in zip(patch, img.shape)]
-    img, y, body = np.pad(img, pads, constant_values=-1024.0), np.pad(lab, pads), np.pad(body, pads)
+    img, y, body = pad_to(patch, (img, lab, body), (-1024.0, 0, False))
     # centred on an artery (60 %) or anywhere in the body: the hip implant, bowel, bone
     idx = np.argwhere(y > 0) if rng.random() < fg_prob else np.argwhere(body)
-    c = idx[rng.integers(len(idx))]
-    start = [int(np.clip(ci - q // 2 + rng.integers(-q // 4, q // 4 + 1), 0, n - q))
-             for ci, q, n in zip(c, patch, img.shape)]
-    sl = tuple(slice(s, s + q) for s, q in zip(start, patch))
+    sl = window_around(idx[rng.integers(len(idx))], patch, img.shape, rng)
     return normalise(img[sl], norm), y[sl]
 
 

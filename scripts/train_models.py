@@ -102,21 +102,30 @@ def sample(seed, cfg, rng=None):
     return normalise(sitk.GetArrayFromImage(ct), NORM), sitk.GetArrayFromImage(tgt).astype(np.int64)
 
 
+def pad_to(patch, arrays, values):
+    """``arrays`` padded at their far ends to at least ``patch`` (one value each)."""
+    pads = [(0, max(q - n, 0)) for q, n in zip(patch, arrays[0].shape)]
+    return [np.pad(a, pads, constant_values=v) for a, v in zip(arrays, values)]
+
+
+def window_around(centre, patch, shape, rng):
+    """Slices of a ``patch`` window inside ``shape`` around ``centre``, moved by up to a
+    quarter patch per axis."""
+    start = [int(np.clip(ci - q // 2 + rng.integers(-q // 4, q // 4 + 1), 0, n - q))
+             for ci, q, n in zip(centre, patch, shape)]
+    return tuple(slice(s, s + q) for s, q in zip(start, patch))
+
+
 def patch_of(x, y, patch, rng, fg_prob=0.7):
-    p = patch
-    pads = [(0, max(q - n, 0)) for q, n in zip(p, x.shape)]
-    x = np.pad(x, pads, constant_values=float(x.min()))
-    y = np.pad(y, pads)
+    x, y = pad_to(patch, (x, y), (float(x.min()), 0))
     if rng.random() < fg_prob and y.any():
         labels = np.unique(y[y > 0])
         lab = rng.choice(labels)  # balance classes: rare calcium is picked as often as arteries
         idx = np.argwhere(y == lab)
-        c = idx[rng.integers(len(idx))]
-        start = [int(np.clip(ci - q // 2 + rng.integers(-q // 4, q // 4 + 1), 0, n - q))
-                 for ci, q, n in zip(c, p, x.shape)]
+        sl = window_around(idx[rng.integers(len(idx))], patch, x.shape, rng)
     else:
-        start = [int(rng.integers(0, n - q + 1)) for q, n in zip(p, x.shape)]
-    sl = tuple(slice(s, s + q) for s, q in zip(start, p))
+        start = [int(rng.integers(0, n - q + 1)) for q, n in zip(patch, x.shape)]
+        sl = tuple(slice(s, s + q) for s, q in zip(start, patch))
     return x[sl], y[sl]
 
 
