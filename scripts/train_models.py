@@ -246,7 +246,9 @@ def visible_dice(ph, lumen_hu, pred, margin_hu=100.0):
 
     full = np.ones((3, 3, 3), bool)
     truth = sitk.GetArrayFromImage(ph.arteries) == 2
-    comps, n = ndimage.label(truth, full)  # plaques never touch: one component each
+    comps, n = ndimage.label(truth, full)  # plaques never touch: one component each,
+    # matched to the plaque whose sphere centre is nearest (the component is the sphere's
+    # part inside the wall, so its centroid lies a little off the centre)
     centres = np.array([q["center_lps"] for q in ph.meta["plaques"]])
     hus = np.array([q["hu"] for q in ph.meta["plaques"]])
     hidden = np.zeros(truth.shape, bool)
@@ -310,7 +312,7 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
                 + f"; network on the plaques brighter than the lumen {vis:.3f} ({hid:.0%} of "
                 "the calcium is not)")
         log(f"held-out seed {seed}: " + ", ".join(f"{cfg['labels'][k]} {v[-1]:.3f}"
-                                                    for k, v in dices.items()))
+                                                  for k, v in dices.items()))
     out = {f"dice_{cfg['labels'][k]}": float(np.mean(v)) for k, v in dices.items()}
     if cfg["target"] == "arteries":
         out.update({f"calcium_volume_error_{g}": float(np.mean(v)) for g, v in vol_err.items() if v})
