@@ -222,3 +222,36 @@ def test_unknown_label_resampling_is_refused():
     work = sitk.Image([4, 4, 4], sitk.sitkUInt8)
     with pytest.raises(ValueError, match="bspline"):
         labels_on_grid(np.zeros((2, 4, 4, 4), np.float32), (slice(0, 4),) * 3, work, work, "cubic")
+
+
+def test_calcium_not_brighter_than_the_lumen_is_given_to_the_lumen():
+    """Card rule ``brighter_than``: a calcification component whose peak is not 50 HU above
+    the lumen core's median is lumen; denser ones and everything else stay as they were."""
+    from CalciumScoringLib.inference import relabel_not_brighter
+
+    hu = np.full((30, 30, 40), -100, np.int16)
+    lab = np.zeros(hu.shape, np.uint8)
+    lab[8:22, 8:22, :] = 1  # a square "artery" with a 400 HU lumen
+    hu[8:22, 8:22, :] = 400
+    lab[8:11, 8:11, 5:8] = 2  # dense plaque: stays
+    hu[8:11, 8:11, 5:8] = 900
+    lab[8:11, 8:11, 20:23] = 2  # as bright as the lumen (+40 HU): becomes lumen
+    hu[8:11, 8:11, 20:23] = 440
+    lab[19:22, 19:22, 30:33] = 2  # +60 HU: stays
+    hu[19:22, 19:22, 30:33] = 460
+    ct, labels = sitk.GetImageFromArray(hu), sitk.GetImageFromArray(lab)
+    ct.SetSpacing((0.7, 0.7, 1.5))
+    labels.CopyInformation(ct)
+    out = relabel_not_brighter(labels, ct, label=2, reference=1, margin_hu=50)
+    got = sitk.GetArrayFromImage(out)
+    assert out.GetSpacing() == ct.GetSpacing()
+    assert (got[8:11, 8:11, 20:23] == 1).all()
+    assert (got == 2).sum() == 2 * 27
+    assert ((got != lab) == ((lab == 2) & (hu == 440))).all()
+    assert (sitk.GetArrayFromImage(labels) == lab).all()  # the input is not modified
+    # no lumen core (the artery is thinner than the erosion): unchanged
+    thin = lab.copy()
+    thin[lab == 1] = 0
+    thin[14, 14, :] = 1
+    same = relabel_not_brighter(sitk.GetImageFromArray(thin), ct, 2, 1, 50)
+    assert (sitk.GetArrayFromImage(same) == thin).all()

@@ -16,7 +16,11 @@ Steps (each reported to ``progress(fraction, stage)``):
    non-negligible; linear, or cubic B-spline where the card says
    ``"label_resampling": "bspline"``, which keeps the volume of small structures) and
    argmax there, as nnU-Net does, so boundaries are sub-voxel on a finer input grid (a
-   card may ask for ``"nearest"`` label resampling instead).
+   card may ask for ``"nearest"`` label resampling instead);
+7. on the input grid, where the card asks for it (``"brighter_than"``): components of a
+   label (calcification) whose peak HU is not at least ``margin_hu`` above the median
+   HU of a reference label's core (the contrast lumen) are given to the reference label:
+   a bright spot as dense as the lumen is lumen, not calcium.
 
 >>> from CalciumScoringLib.inference import list_models, segment  # doctest: +SKIP
 >>> labels = segment(ct, "artery-groups", threads=2)              # doctest: +SKIP
@@ -226,6 +230,33 @@ def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3)
     return img
 
 
+def relabel_not_brighter(labels, ct, label, reference, margin_hu, erode=2):
+    """``labels`` (SimpleITK) with each component of ``label`` whose peak HU in ``ct`` is
+    below the median HU of ``reference`` (eroded by ``erode`` voxels: its core, away from
+    the wall) plus ``margin_hu`` given to ``reference``.  Unchanged when ``reference`` has
+    no core.  Only the bounding box of the two labels is read.
+    """
+    lab = sitk.GetArrayFromImage(labels)
+    box = crop_box((lab == label) | (lab == reference), pad=1)
+    if box is None or not (lab[box] == label).any():
+        return labels
+    sub, hu = lab[box], sitk.GetArrayViewFromImage(ct)[box]
+    full = np.ones((3, 3, 3), bool)
+    core = ndimage.binary_erosion(sub == reference, full, iterations=erode)
+    if not core.any():
+        return labels
+    floor = float(np.median(hu[core])) + float(margin_hu)
+    comps, n = ndimage.label(sub == label, full)
+    peak = np.asarray(ndimage.maximum(hu, comps, np.arange(1, n + 1)))
+    dim = np.isin(comps, 1 + np.flatnonzero(peak < floor))
+    if not dim.any():
+        return labels
+    sub[dim] = reference
+    out = sitk.GetImageFromArray(lab)
+    out.CopyInformation(labels)
+    return out
+
+
 def resolve_device(device="cpu"):
     """``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"`` (the first available GPU, else CPU)."""
     import torch
@@ -321,5 +352,7 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
         out = sitk.Resample(lab_img, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     else:
         out = labels_on_grid(logits, box, work, ct, card.get("label_resampling", "linear"))
+    if box is not None and post.get("brighter_than"):
+        out = relabel_not_brighter(out, ct, **post["brighter_than"])
     report(1.0, "done")
     return out
