@@ -103,6 +103,15 @@ def test_registry_lists_user_models(threshold_model, monkeypatch, tmp_path):
     (tmp_path / "typo" / "model.json").write_text(json.dumps(dict(card, label_resampling="cubic")))
     with pytest.raises(models.ModelError, match="label_resampling 'cubic' is not one of linear"):
         models.read_card(tmp_path / "typo")  # refused when read, not after the network ran
+    rule = {"label": 2, "reference": 1, "margin_hu": 50}  # label 2 is not in this card
+    (tmp_path / "typo" / "model.json").write_text(
+        json.dumps(dict(card, postprocessing={"brighter_than": rule})))
+    with pytest.raises(models.ModelError, match="brighter_than must be"):
+        models.read_card(tmp_path / "typo")
+    rule["label"] = 1
+    (tmp_path / "typo" / "model.json").write_text(
+        json.dumps(dict(card, labels={"1": "a", "2": "b"}, postprocessing={"brighter_than": rule})))
+    assert models.read_card(tmp_path / "typo")["postprocessing"]["brighter_than"] == rule
 
 
 def test_nnunet_folder_without_nnunetv2_gives_install_hint(tmp_path, phantom_cache):

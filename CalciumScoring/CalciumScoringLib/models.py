@@ -75,6 +75,15 @@ def read_card(folder):
     if how not in LABEL_RESAMPLING:
         raise ModelError(f"{path}: label_resampling {how!r} is not one of "
                          f"{', '.join(LABEL_RESAMPLING)}; fix the card")
+    rule = card.get("postprocessing", {}).get("brighter_than")
+    if rule is not None:
+        ok = (isinstance(rule, dict) and set(rule) <= {"label", "reference", "margin_hu", "erode"}
+              and all(str(rule.get(k)) in card["labels"] for k in ("label", "reference"))
+              and isinstance(rule.get("margin_hu"), (int, float)))
+        if not ok:
+            raise ModelError(f"{path}: postprocessing brighter_than must be "
+                             '{"label": L, "reference": R, "margin_hu": HU} with labels of the '
+                             f"card; got {rule!r}; fix the card")
     return card
 
 
