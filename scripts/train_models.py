@@ -34,11 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "artery-groups": {"labels": {"1": "aorta", "2": "iliac", "3": "mesenteric", "4": "renal"},
                       "spacing_mm": [2.0, 2.0, 2.0], "patch_size": [64, 64, 64],
-                      "features": [8, 16, 32, 64], "tile_step": 0.75, "target": "groups"},
+                      "features": [8, 16, 32, 64], "tile_step": 0.75, "target": "groups",
+                      "postprocessing": {"largest_component": [1], "tree_of": 1}},
     "arteries-calcium": {"labels": {"1": "artery", "2": "calcification"},
                          "spacing_mm": [1.0, 1.0, 1.0], "patch_size": [48, 48, 48],
                          "features": [12, 24, 48, 96], "tile_step": 0.75, "target": "arteries",
                          "version_prefix": "0.2",  # 0.2: with the brighter_than rule
+                         # calcium must be denser than the contrast lumen (the margin chosen
+                         # on the validation seeds among 0, 50 and 100 HU)
+                         "postprocessing": {"largest_component": [1], "brighter_than": {
+                             "label": 2, "reference": 1, "margin_hu": 50.0}},
                          "ce_weights": [1.0, 1.0, 1.0], "decay_iterations": 9200, "lr": 9.89e-4,
                          "history": "iterations 0-370 on 64^3 patches; 957-2300 cross-entropy "
                                     "weight 3 on calcification (calcium is ~0.2 % of a patch and "
@@ -398,11 +403,7 @@ def export(name, log, out_dir=None):
     card = {"name": out_name, "version": f"{cfg.get('version_prefix', '0.1')}.{saved['state']['iteration']}",
             "labels": cfg["labels"],
             "spacing_mm": cfg["spacing_mm"], "normalization": NORM, "patch_size": cfg["patch_size"],
-            "tile_step": cfg["tile_step"], "postprocessing": ({"largest_component": [1], "tree_of": 1} if cfg["target"] == "groups"
-                               else {"largest_component": [1],
-                                     # calcium must be denser than the contrast lumen (the
-                                     # margin chosen on the validation seeds: 0, 50, 100 HU)
-                                     "brighter_than": {"label": 2, "reference": 1, "margin_hu": 50.0}}),
+            "tile_step": cfg["tile_step"], "postprocessing": cfg["postprocessing"],
             "architecture": {"name": "unet3d", "params": {"in_channels": 1,
                                                           "num_classes": len(cfg["labels"]) + 1,
                                                           "features": cfg["features"]}},
