@@ -108,6 +108,10 @@ def test_registry_lists_user_models(threshold_model, monkeypatch, tmp_path):
         json.dumps(dict(card, postprocessing={"brighter_than": rule})))
     with pytest.raises(models.ModelError, match="brighter_than must be"):
         models.read_card(tmp_path / "typo")
+    (tmp_path / "typo" / "model.json").write_text(json.dumps(dict(
+        card, labels={"1": "a", "2": "b"}, postprocessing={"brighter_than": dict(rule, label="2")})))
+    with pytest.raises(models.ModelError, match="integer labels"):  # "2" would match nothing
+        models.read_card(tmp_path / "typo")
     rule["label"] = 1
     (tmp_path / "typo" / "model.json").write_text(
         json.dumps(dict(card, labels={"1": "a", "2": "b"}, postprocessing={"brighter_than": rule})))

@@ -78,12 +78,14 @@ def read_card(folder):
     rule = card.get("postprocessing", {}).get("brighter_than")
     if rule is not None:
         ok = (isinstance(rule, dict) and set(rule) <= {"label", "reference", "margin_hu", "erode"}
-              and all(str(rule.get(k)) in card["labels"] for k in ("label", "reference"))
-              and isinstance(rule.get("margin_hu"), (int, float)))
+              and all(isinstance(rule.get(k), int) and str(rule[k]) in card["labels"]
+                      for k in ("label", "reference"))
+              and isinstance(rule.get("margin_hu"), (int, float))
+              and isinstance(rule.get("erode", 2), int))
         if not ok:
             raise ModelError(f"{path}: postprocessing brighter_than must be "
-                             '{"label": L, "reference": R, "margin_hu": HU} with labels of the '
-                             f"card; got {rule!r}; fix the card")
+                             '{"label": L, "reference": R, "margin_hu": HU} with integer labels '
+                             f"of the card; got {rule!r}; fix the card")
     return card
 
 
