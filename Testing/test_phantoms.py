@@ -41,7 +41,7 @@ def test_same_seed_same_phantom_and_seeds_differ():
 
 def test_all_images_share_one_grid_and_label_conventions(phantom_cache):
     ph = phantom_cache(1, ISO, fov="vessels")
-    for img in (ph.arteries, ph.groups, ph.lumen):
+    for img in (ph.arteries, ph.groups, ph.lumen, ph.plaque_ids):
         assert img.GetSize() == ph.ct.GetSize()
         assert img.GetOrigin() == ph.ct.GetOrigin()
         assert img.GetDirection() == ph.ct.GetDirection()
@@ -65,6 +65,9 @@ def test_plaque_volumes_and_clusters_are_exact(phantom_cache, spacing, direction
     _, n26 = ndimage.label(calc, np.ones((3, 3, 3)))
     assert n26 == len(plaques)  # one cluster per plaque, even under 26-connectivity
     assert calc.sum() == sum(p["voxels"] for p in plaques)
+    ids = arr(ph.plaque_ids)  # each plaque's voxels, by its id
+    np.testing.assert_array_equal(ids > 0, calc)
+    assert [int((ids == p["id"]).sum()) for p in plaques] == [p["voxels"] for p in plaques]
     for name, value in (("aorta", 1), ("iliac", 2), ("mesenteric", 3), ("renal", 4)):
         assert ph.meta["calcium_volume_mm3"][name] == pytest.approx((calc & (g == value)).sum() * vv)
 

@@ -253,16 +253,8 @@ def visible_dice(ph, lumen_hu, pred, margin_hu=100.0):
 
     full = np.ones((3, 3, 3), bool)
     truth = sitk.GetArrayFromImage(ph.arteries) == 2
-    comps, n = ndimage.label(truth, full)  # plaques never touch: one component each,
-    # matched to the plaque whose sphere centre is nearest (the component is the sphere's
-    # part inside the wall, so its centroid lies a little off the centre)
-    centres = np.array([q["center_lps"] for q in ph.meta["plaques"]])
-    hus = np.array([q["hu"] for q in ph.meta["plaques"]])
-    hidden = np.zeros(truth.shape, bool)
-    for i, idx in enumerate(ndimage.center_of_mass(truth, comps, range(1, n + 1)), 1):
-        pt = np.array(ph.ct.TransformContinuousIndexToPhysicalPoint([float(v) for v in idx[::-1]]))
-        if hus[np.argmin(((centres - pt) ** 2).sum(1))] < lumen_hu + margin_hu:
-            hidden |= comps == i
+    dim = [q["id"] for q in ph.meta["plaques"] if q["hu"] < lumen_hu + margin_hu]
+    hidden = np.isin(sitk.GetArrayFromImage(ph.plaque_ids), dim)
     near = ndimage.binary_dilation(hidden, full, iterations=2)
     return overlap(pred & ~near, truth & ~hidden)["dice"], float(hidden.sum() / max(truth.sum(), 1))
 

@@ -28,13 +28,15 @@ from .phantom_render import Grid, render_tissues, smooth_noise, tube_margin
 
 @dataclass
 class Phantom:
-    """A phantom CTA: ``ct`` (int16 HU), label maps ``arteries``, ``groups``, ``lumen`` and ``meta``."""
+    """A phantom CTA: ``ct`` (int16 HU), label maps ``arteries``, ``groups``, ``lumen``,
+    ``meta`` and ``plaque_ids`` (each voxel's plaque ``id`` of ``meta["plaques"]``, 0 = none)."""
 
     ct: sitk.Image
     arteries: sitk.Image
     groups: sitk.Image
     lumen: sitk.Image
     meta: dict
+    plaque_ids: sitk.Image = None
 
 
 def _draw_options(rng, options):
@@ -137,8 +139,9 @@ def make_phantom(seed, spacing=(0.8, 0.8, 1.0), direction=None, **options):
     -------
     Phantom
         ``ct`` (int16 HU), ``arteries`` (model A), ``groups`` (model B), ``lumen``
-        (binary) as ``SimpleITK.Image`` on one grid, and ``meta`` with branch
-        centre lines and take-off points (LPS mm), plaques and their volumes (mm³).
+        (binary) and ``plaque_ids`` as ``SimpleITK.Image`` on one grid, and ``meta``
+        with branch centre lines and take-off points (LPS mm), plaques and their
+        volumes (mm³).
     """
     rng = np.random.default_rng(seed)
     branches, o = _draw_anatomy(rng, options)
@@ -167,8 +170,9 @@ def make_phantom(seed, spacing=(0.8, 0.8, 1.0), direction=None, **options):
     art = vessel.astype(np.uint8)
     art[calcium > 0] = 2
     meta = _meta(seed, grid, branches, o, plaques)
+    ids = calcium.astype(np.uint8) if len(plaques) < 256 else calcium
     return Phantom(_to_image(ct, grid), _to_image(art, grid), _to_image(groups, grid),
-                   _to_image(lumen.astype(np.uint8), grid), meta)
+                   _to_image(lumen.astype(np.uint8), grid), meta, _to_image(ids, grid))
 
 
 def make_group_labels(seed, size, spacing=(1.0, 1.0, 1.0), **options):
