@@ -30,6 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .calcium_refine import REFINER_PREFIX, load_refiner, refine_on_grid
 from .imagecheck import crop_box
 from .models import ModelError, find_model, list_models, verify_weights  # noqa: F401
 
@@ -175,7 +176,7 @@ def _ct_range(work, box, ct):
     return lo, hi
 
 
-def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3):
+def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3, keep=()):
     """Argmax on ``ct``'s grid of class logits (C, z, y, x) that cover ``box`` of ``work``.
 
     Each foreground class probability is resampled (``interpolation``: ``"linear"`` or
@@ -183,7 +184,8 @@ def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3)
     grid; the background is ``1 - sum`` of the others (both interpolators reproduce
     constants, so this equals resampling it).  Linear interpolation of a small blob
     thresholded at 0.5 cuts its corners (a perfect 1 mm calcium mask loses 12 % of its
-    volume on a 0.75 mm grid); cubic B-splines do not (-1 %).
+    volume on a 0.75 mm grid); cubic B-splines do not (-1 %).  With ``keep`` (class
+    values) it returns ``(labels, {class: probability on ct[lo:hi]}, lo)`` (x, y, z ``lo``).
     """
     if interpolation not in INTERPOLATORS:
         raise ValueError(f"unknown label_resampling {interpolation!r}; use "
@@ -193,8 +195,9 @@ def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3)
     prob = _softmax(logits)
     lo, hi = _ct_range(work, box, ct)
     if np.any(hi <= lo):
-        return _empty_labels(ct)
+        return (_empty_labels(ct), {}, lo) if keep else _empty_labels(ct)
     shape = tuple(int(v) for v in (hi - lo)[::-1])
+    kept = {c: np.zeros(shape, np.float32) for c in keep}
     fg_sum = np.zeros(shape, np.float32)
     best = np.zeros(shape, np.float32)
     best_label = np.zeros(shape, np.uint8)
@@ -217,6 +220,8 @@ def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3)
             ct.GetDirection(), 0.0, sitk.sitkFloat32))
         sl = tuple(slice(int(a - b), int(e - b)) for a, e, b in zip(clo[::-1], chi[::-1], lo[::-1]))
         fg_sum[sl] += r
+        if c in kept:
+            kept[c][sl] = r
         better = r > best[sl]
         best[sl][better] = r[better]
         best_label[sl][better] = c
@@ -227,7 +232,7 @@ def labels_on_grid(logits, box, work, ct, interpolation="linear", min_prob=1e-3)
     out[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] = best_label
     img = sitk.GetImageFromArray(out)
     img.CopyInformation(ct)
-    return img
+    return (img, kept, lo) if keep else img
 
 
 def relabel_not_brighter(labels, ct, label, reference, margin_hu, erode=2):
@@ -281,7 +286,8 @@ def load_network(info, device="cpu"):
 
     weights = verify_weights(info.folder, info.card)
     net = build(info.card["architecture"])
-    net.load_state_dict(load_file(str(weights), device="cpu"))
+    state = load_file(str(weights), device="cpu")
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith(REFINER_PREFIX)})
     return net.to(device).eval()
 
 
@@ -296,6 +302,19 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
     ``roi_margin_mm``: the cascade that keeps the fine calcium model fast.  The card's
     ``tile_step`` (fraction of the patch between windows, default 0.5) sets the overlap.
     """
+    return _segment(ct, model, device, threads, progress, cancel, mirror, roi, roi_margin_mm)
+
+
+def refiner_inputs(ct, model, label=2, reference=1, threads=None, roi=None, roi_margin_mm=10.0):
+    """What ``refine_by_hu`` starts from on ``ct``, for fitting it (scripts/fit_refiner.py):
+    ``(labels, {label: p, reference: p}, lo)``, the labels of :func:`segment` before the
+    refinement and the two class probabilities on ``ct[lo:hi]``; ``None`` if nothing found."""
+    return _segment(ct, model, "cpu", threads, None, None, None, roi, roi_margin_mm,
+                    inputs_of=(label, reference))
+
+
+def _segment(ct, model, device, threads, progress, cancel, mirror, roi, roi_margin_mm,
+             inputs_of=None):
     import torch
 
     info = find_model(model)
@@ -324,7 +343,7 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
         rbox = crop_box(sitk.GetArrayViewFromImage(r) > 0, pad=0)
         if rbox is None:
             report(1.0, "done")
-            return _empty_labels(ct)
+            return None if inputs_of else _empty_labels(ct)
         pad = [int(np.ceil(roi_margin_mm / s)) for s in work.GetSpacing()[::-1]]
         keep = np.zeros(arr.shape, bool)
         keep[tuple(slice(max(b.start - q, 0), b.stop + q) for b, q in zip(rbox, pad))] = True
@@ -340,6 +359,12 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
                             step=float(card.get("tile_step", 0.5)))
     report(0.92, "resampling labels")
     post = card.get("postprocessing", {})
+    refine = post.get("refine_by_hu")  # read_card refuses it with nearest resampling
+    if inputs_of:
+        if card.get("label_resampling", "linear") == "nearest":
+            raise ModelError("refiner inputs need the class probabilities on the CT grid; "
+                             "the card resamples labels by nearest neighbour")
+        refine = dict(zip(("label", "reference"), inputs_of))
     logits, box = _clean_on_model_grid(logits, box, post.get("largest_component", []),
                                        post.get("tree_of"))
     if box is None:  # nothing found
@@ -351,8 +376,17 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
         lab_img.CopyInformation(work)
         out = sitk.Resample(lab_img, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     else:
-        out = labels_on_grid(logits, box, work, ct, card.get("label_resampling", "linear"))
+        keep = (refine["label"], refine["reference"]) if refine else ()
+        out = labels_on_grid(logits, box, work, ct, card.get("label_resampling", "linear"),
+                             keep=keep)
+        if refine:
+            out, probs, lo = out
     if box is not None and post.get("brighter_than"):
         out = relabel_not_brighter(out, ct, **post["brighter_than"])
+    if inputs_of:
+        return (out, probs, lo) if box is not None else None
+    if box is not None and refine:
+        report(0.96, "refining calcium")
+        out = refine_on_grid(out, ct, probs, lo, load_refiner(info), **refine)
     report(1.0, "done")
     return out

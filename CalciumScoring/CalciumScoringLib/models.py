@@ -7,6 +7,8 @@ A model is a folder with ``model.json`` (the model card) and a weights file
 ``sha256`` of the weights, ``training`` (data and recipe), ``metrics``,
 ``license``, ``intended_use`` and optionally ``postprocessing``, ``tile_step``,
 ``mirroring`` and ``label_resampling`` (``linear``, ``bspline`` or ``nearest``).
+``postprocessing`` may hold ``largest_component``, ``tree_of``, ``brighter_than`` and
+``refine_by_hu`` (see :mod:`.inference` and :mod:`.calcium_refine`).
 
 Bundled models live in ``CalciumScoring/Resources/Models/<name>/``; users add
 folders with :func:`register` or the ``VASCULAR_CALCIUM_MODELS`` environment
@@ -86,6 +88,20 @@ def read_card(folder):
             raise ModelError(f"{path}: postprocessing brighter_than must be "
                              '{"label": L, "reference": R, "margin_hu": HU} with integer labels '
                              f"of the card; got {rule!r}; fix the card")
+    refine = card.get("postprocessing", {}).get("refine_by_hu")
+    if refine is not None:
+        ok = (isinstance(refine, dict) and set(refine) <= {"label", "reference", "threshold"}
+              and all(isinstance(refine.get(k), int) and str(refine[k]) in card["labels"]
+                      for k in ("label", "reference"))
+              and isinstance(refine.get("threshold", 0.5), (int, float))
+              and 0 < refine.get("threshold", 0.5) < 1)
+        if not ok:
+            raise ModelError(f"{path}: postprocessing refine_by_hu must be "
+                             '{"label": L, "reference": R, "threshold": T} with integer labels '
+                             f"of the card and 0 < T < 1; got {refine!r}; fix the card")
+        if how == "nearest":
+            raise ModelError(f"{path}: refine_by_hu needs the class probabilities on the CT grid; "
+                             "use label_resampling linear or bspline")
     return card
 
 
