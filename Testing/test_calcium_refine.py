@@ -77,6 +77,9 @@ def test_half_max_refinement_recovers_a_plaque_the_coarse_grid_blocked_out():
     assert (labels == np.where(coarse, 2, np.where(art, 1, 0))).all()  # input untouched
     idx, X = band_features(hu, labels, p_cal, p_art, (0.5, 0.5, 0.5), lumen)
     assert X.shape == (idx.size, len(FEATURES)) and np.isfinite(X).all()
+    # spacings outside the training phantoms' are given the nearest one the classifier saw
+    assert X[0, FEATURES.index("slice spacing mm")] == 0.625
+    assert X[0, FEATURES.index("in-plane spacing mm")] == pytest.approx(0.7)
     far = np.ones(hu.shape, bool)
     far.ravel()[idx] = False
     np.testing.assert_array_equal(out[far], labels[far])  # outside the band: unchanged

@@ -27,6 +27,8 @@ FEATURES = ("calcium logit", "reference logit", "hu - L", "smoothed hu - L",
             "(hu - local min) / (peak - local min)", "L", "lumen noise / 10",
             "slice spacing mm", "in-plane spacing mm", "distance outside calcium mm",
             "depth inside calcium mm", "labelled calcium")
+#: the voxel spacings of the training phantoms (mm); a CT outside them is given the nearest
+SLICES_MM, IN_PLANE_MM = (0.625, 3.0), (0.7, 1.0)
 _FULL = np.ones((3, 3, 3), bool)
 
 
@@ -89,7 +91,8 @@ def band_features(hu, labels, p_label, p_reference, spacing, lumen, label=2):
         (pkr - level) / 100, np.clip((h - level) / den, -3, 3),
         np.clip((h - 40) / np.maximum(pk - 40.0, 30.0), -3, 3), np.clip((hs - level) / den, -3, 3),
         (hmin - level) / 100, np.clip((h - hmin) / np.maximum(pk - hmin, 30.0), -3, 3),
-        const * level / 100, const * noise / 10, const * spacing[2], const * spacing[0],
+        const * level / 100, const * noise / 10, const * np.clip(spacing[2], *SLICES_MM),
+        const * np.clip(spacing[0], *IN_PLANE_MM),
         np.minimum(outside, 5.0), np.minimum(inside, 5.0), calc.ravel()[idx],
     ], 1).astype(np.float32)
     return idx, X
