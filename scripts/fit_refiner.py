@@ -12,7 +12,7 @@ voxel are cached in ``training/<model>/refiner/`` (resumable).  The classifier i
 perceptron (two hidden layers of 32), fitted with a fixed seed.  ``--export`` adds it to
 the model's safetensors (keys ``refine.*``; the network weights are unchanged), adds
 ``refine_by_hu`` to the card, bumps the version to ``<prefix>.<iteration>`` and measures
-the held-out metrics again (``train_models.evaluate``).  Run it again after every
+the held-out metrics again (``evaluate_models.evaluate``).  Run it again after every
 ``train_models.py --export`` of the model: that export writes the network alone.
 """
 
@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+import evaluate_models as em
 import train_models as tm
 from CalciumScoringLib.calcium_refine import (FEATURES, REFINER_PREFIX, band_features,
                                               refine_problem)
@@ -90,7 +91,12 @@ def export(name, folder, params, n_phantoms, log, out_dir=None):
     from safetensors.torch import load_file
 
     card = read_card(folder)
-    before = {"version": card["version"], **card["metrics"]}
+    # the metrics of the network without the classifier (kept when it is refitted)
+    before = card["metrics"].get("without_refine_by_hu") or {
+        "note": f"version {card['version']}: the same network without refine_by_hu",
+        "held_out_phantoms": card["metrics"].get("held_out_phantoms"),
+        "test_phantoms": card["metrics"].get("test_phantoms")}
+    real_note = card["metrics"].get("real_data_note")
     state = {k: v for k, v in load_file(str(folder / card["weights"])).items()
              if not k.startswith(REFINER_PREFIX)}
     state.update({REFINER_PREFIX + k: torch.from_numpy(v) for k, v in params.items()})
@@ -105,15 +111,11 @@ def export(name, folder, params, n_phantoms, log, out_dir=None):
     cfg = tm.CONFIGS[name]
     folder = Path(out_dir) if out_dir else folder
     save_model(folder, state, card)
-    card["metrics"] = {"held_out_phantoms": tm.evaluate(folder, cfg, log),
-                       "test_phantoms": tm.evaluate(folder, cfg, log, tm.TEST_SEEDS),
-                       "real_data": tm.evaluate_real(folder, cfg, log),
-                       "real_data_note": before.get("real_data_note"),
-                       "without_refine_by_hu": {
-                           "note": f"version {before['version']}: the same network "
-                                   "without refine_by_hu",
-                           "held_out_phantoms": before.get("held_out_phantoms"),
-                           "test_phantoms": before.get("test_phantoms")}}
+    card["metrics"] = {"held_out_phantoms": em.evaluate(folder, cfg, log),
+                       "test_phantoms": em.evaluate(folder, cfg, log, tm.TEST_SEEDS),
+                       "real_data": em.evaluate_real(folder, cfg, log),
+                       "real_data_note": real_note,
+                       "without_refine_by_hu": before}
     save_model(folder, state, card)
     log(json.dumps(card["metrics"]))
 
