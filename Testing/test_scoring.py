@@ -182,3 +182,51 @@ def test_result_serialises(phantom_cache, tmp_path):
     assert list(back.columns[:6]) == ["region", "group", "side", "artery_volume_mm3",
                                       "calcium_volume_mm3", "burden"]
     np.testing.assert_allclose(back.burden, res.table.burden)
+
+
+def test_wall_calcium_just_outside_a_coarse_group_mask_is_attached_to_it():
+    from CalciumScoringLib.scoring import attach_wall_calcium
+
+    g = np.zeros((20, 30, 30), np.uint8)
+    g[:, 10:20, 10:20] = 1  # an "aorta" whose mask ends inside the wall
+    g[:, 10:20, 20:24] = 4  # a "renal" beside it
+    calc = np.zeros(g.shape, np.uint8)
+    calc[5:8, 8:12, 14:16] = 1  # plaque: 2 voxel rows (1 mm each) outside the aorta mask
+    calc[12:14, 14:16, 24:26] = 1  # 1-2 mm outside the renal mask
+    calc[15:17, 2:4, 2:4] = 1  # 6+ mm away from every artery: stays outside
+    groups, calcium = sitk.GetImageFromArray(g), sitk.GetImageFromArray(calc)
+    groups.SetSpacing((1.0, 1.0, 1.0))
+    calcium.CopyInformation(groups)
+    out, mm3 = attach_wall_calcium(groups, calcium, max_mm=2.0)
+    a = sitk.GetArrayFromImage(out)
+    assert (a[5:8, 8:10, 14:16] == 1).all() and (a[12:14, 14:16, 24:26] == 4).all()
+    assert (a[15:17, 2:4, 2:4] == 0).all()
+    assert mm3 == pytest.approx(3 * 2 * 2 + 2 * 2 * 2)  # the voxels that were outside
+    assert ((a != g) == ((calc > 0) & (g == 0) & (a > 0))).all()  # nothing else changes
+    assert (sitk.GetArrayFromImage(groups) == g).all()  # the input is not modified
+    before = score(sitk.GetImageFromArray(np.full(g.shape, 300, np.int16)), groups, calcium)
+    after = score(sitk.GetImageFromArray(np.full(g.shape, 300, np.int16)), out, calcium)
+    assert before.table.set_index("region").loc["outside_arteries", "calcium_volume_mm3"] == 28
+    assert after.table.set_index("region").loc["outside_arteries", "calcium_volume_mm3"] == 8
+
+
+def test_attaching_to_a_shortened_run_keeps_trimmed_calcium_outside_the_shortened_arteries():
+    from CalciumScoringLib.scoring import attach_to_shortened
+
+    full = np.zeros((30, 20, 20), np.uint8)
+    full[:, 8:12, 8:12] = 1  # an aorta ...
+    short = full.copy()
+    short[20:] = 0  # ... cut at z = 20 by the shortening
+    calc = np.zeros(full.shape, np.uint8)
+    calc[5:7, 8:10, 12:14] = 1  # wall plaque, partly outside, next to the kept aorta
+    calc[25:27, 8:10, 12:14] = 1  # the same next to the trimmed part
+    imgs = [sitk.GetImageFromArray(a) for a in (short, full, calc)]
+    s, f, mm3 = attach_to_shortened(*imgs)
+    s, f = sitk.GetArrayFromImage(s), sitk.GetArrayFromImage(f)
+    assert mm3 == 8 and (s[5:7, 8:10, 12:14] == 1).all() and (s[25:27] == short[25:27]).all()
+    assert (f[25:27, 8:10, 12:14] == 1).all()  # reported as outside_shortened, not elsewhere
+    res = score(sitk.GetImageFromArray(np.full(full.shape, 300, np.int16)), sitk.GetImageFromArray(s),
+                imgs[2], groups_full=sitk.GetImageFromArray(f)).table.set_index("region")
+    assert res.loc["aorta", "calcium_volume_mm3"] == 8
+    assert res.loc["outside_shortened", "calcium_volume_mm3"] == 8
+    assert res.loc["outside_arteries", "calcium_volume_mm3"] == 0

@@ -209,7 +209,7 @@ def process_case(case, out_root, options):
     from ArteryShorteningLib import shorten_arteries
 
     from .figures import case_figure
-    from .scoring import score
+    from .scoring import attach_to_shortened, score
 
     case, o = Case(**case) if isinstance(case, dict) else case, \
         Options(**options) if isinstance(options, dict) else options
@@ -229,6 +229,9 @@ def process_case(case, out_root, options):
         calcium, calcium_src = _calcium(case, ct, groups, o)
         short = shorten_arteries(groups, stump_length_mm=o.stump_length_mm,
                                  aorta_margin_mm=o.aorta_margin_mm)
+        if "model" in groups_src and "model" in calcium_src:  # 2 mm group edge cuts the wall
+            short.labelmap, groups, calcium_src["wall_calcium_attached_mm3"] = \
+                attach_to_shortened(short.labelmap, groups, calcium)
         result = score(ct, short.labelmap, calcium, groups_full=groups)
         flags += qc.check_result(ct, groups, calcium)
         if any(f["code"] == "thick_slices" for f in flags):

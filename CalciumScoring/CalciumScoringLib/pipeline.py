@@ -1,8 +1,9 @@
 """The CalciumScoring pipeline on scene nodes (MRML adapter layer).
 
 artery groups (a model from the registry, or an existing segmentation) ->
-shortening -> calcification (a threshold method, a model, or an existing
-segmentation) -> scores, table and chart; plus re-scoring of edited
+calcification (a threshold method, a model, or an existing segmentation) ->
+shortening (network calcium the groups network just misses is attached to the
+shortened arteries) -> scores, table and chart; plus re-scoring of edited
 segmentations, per-case validation and a synthetic phantom loader for demos.
 ``prepare`` (reads the scene) / ``compute`` (images only, safe in a background
 thread) / ``publish`` (writes the scene) split every run, so the Slicer module stays
@@ -15,6 +16,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from . import mrml_nodes as mn
+from .scoring import attach_to_shortened
 from .runs import RUN_NEW, last_run, save_run
 from . import segment_terms as st
 from .phantoms import make_phantom
@@ -200,10 +202,7 @@ class CalciumScoringPipeline:
         else:
             c.groups_full, c.arteries_source = job.groups, job.arteries_source
         check()
-        report(0.3, "shortening arteries")
-        c.shortening = shorten_arteries(c.groups_full, **job.params)
-        check()
-        report(0.5, "calcification")
+        report(0.3, "calcification")
         if job.calcium is not None:
             c.calcium = job.calcium
             c.calcium_source = {"segmentation": job.calcium_node_name}
@@ -214,11 +213,18 @@ class CalciumScoringPipeline:
         else:
             info = find_model(job.calcium_spec)
             lab = segment(job.ct, info, device=job.device,
-                          progress=lambda f, s: report(0.5 + 0.15 * f, s), cancel=cancel,
+                          progress=lambda f, s: report(0.3 + 0.2 * f, s), cancel=cancel,
                           roi=c.groups_full > 0)
             c.calcium = sitk.Cast(lab == 2, sitk.sitkUInt8)
             c.calcium_source = {"model": info.name, "version": info.version,
                                 "sha256": info.card.get("sha256")}
+        check()
+        report(0.5, "shortening arteries")
+        c.shortening = shorten_arteries(c.groups_full, **job.params)
+        if job.groups_model is not None and "model" in c.calcium_source:  # 2 mm edge, wall
+            c.shortening.labelmap, c.groups_full, mm3 = attach_to_shortened(
+                c.shortening.labelmap, c.groups_full, c.calcium)
+            c.calcium_source["wall_calcium_attached_mm3"] = mm3
         check()
         report(0.7, "scoring")
         c.scores = score(job.ct, c.shortening.labelmap, c.calcium, groups_full=c.groups_full)
