@@ -37,13 +37,18 @@ def model_grid_bound(ph, seed, options, cfg, interpolation="linear"):
     return overlap(sitk.GetArrayFromImage(up) > 0.5, sitk.GetArrayFromImage(ph.arteries) == 2)["dice"]
 
 
-def visible_calcium(ph, lumen_hu, pred, margin_hu=100.0):
+#: visible_calcium: plaques less than this above the lumen are hidden; predictions within
+#: NEAR_VOXELS of them are left out too
+MARGIN_HU, NEAR_VOXELS = 100.0, 2
+
+
+def visible_calcium(ph, lumen_hu, pred, margin_hu=MARGIN_HU):
     """Calcification Dice, and calcified volume per group, over the plaques at least
     ``margin_hu`` brighter than the lumen.
 
     A plaque as bright as the contrast lumen it lines is a bulge of the lumen in the CT,
     which no method can tell apart (seed 100000: lumen 649 HU, half of its calcium).  Those
-    plaques are left out of the truth, and predictions within two voxels of them out of
+    plaques are left out of the truth, and predictions within NEAR_VOXELS of them out of
     ``pred``; what is left measures the network where the CT shows the calcium.  Returns
     (Dice, hidden fraction of the calcium, {group value: (predicted, true) mm3}).
     """
@@ -53,7 +58,7 @@ def visible_calcium(ph, lumen_hu, pred, margin_hu=100.0):
     truth = sitk.GetArrayFromImage(ph.arteries) == 2
     dim = [q["id"] for q in ph.meta["plaques"] if q["hu"] < lumen_hu + margin_hu]
     hidden = np.isin(sitk.GetArrayFromImage(ph.plaque_ids), dim)
-    near = ndimage.binary_dilation(hidden, full, iterations=2)
+    near = ndimage.binary_dilation(hidden, full, iterations=NEAR_VOXELS)
     groups = sitk.GetArrayFromImage(ph.groups)
     vv = float(np.prod(ph.ct.GetSpacing()))
     volumes = {g: (float((pred & ~near & (groups == g)).sum() * vv),
@@ -141,7 +146,8 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
             "hidden_calcium_fraction": float(np.mean(base["hidden"])),
             "calcium_volume_error": {g: float(np.mean(v)) for g, v in seen_case.items()},
             "calcium_volume_error_pooled": {g: float(a / b - 1) for g, (a, b) in seen.items()},
-            "rule": "plaques < lumen HU + 100 (and predictions within 2 voxels of them) left out"}
+            "rule": f"plaques < lumen HU + {MARGIN_HU:g} (and predictions within {NEAR_VOXELS} "
+                    "voxels of them) left out"}
         out["per_seed_dice_calcification"] = {str(s): float(v) for s, v in zip(seeds, dices["2"])}
     return out
 
