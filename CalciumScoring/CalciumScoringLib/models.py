@@ -59,6 +59,14 @@ def sha256(path, chunk=1 << 20):
     return h.hexdigest()
 
 
+def _pair_of_labels(rule, card, extra):
+    """True when a postprocessing ``rule`` is a dict of integer ``label`` and ``reference``
+    values of the card, and keys from ``extra``."""
+    return (isinstance(rule, dict) and set(rule) <= {"label", "reference"} | set(extra)
+            and all(isinstance(rule.get(k), int) and str(rule[k]) in card["labels"]
+                    for k in ("label", "reference")))
+
+
 def read_card(folder):
     """Parse and check ``model.json`` of a folder; raises :class:`ModelError`."""
     folder = Path(folder)
@@ -79,9 +87,7 @@ def read_card(folder):
                          f"{', '.join(LABEL_RESAMPLING)}; fix the card")
     rule = card.get("postprocessing", {}).get("brighter_than")
     if rule is not None:
-        ok = (isinstance(rule, dict) and set(rule) <= {"label", "reference", "margin_hu", "erode"}
-              and all(isinstance(rule.get(k), int) and str(rule[k]) in card["labels"]
-                      for k in ("label", "reference"))
+        ok = (_pair_of_labels(rule, card, {"margin_hu", "erode"})
               and isinstance(rule.get("margin_hu"), (int, float))
               and isinstance(rule.get("erode", 2), int))
         if not ok:
@@ -90,9 +96,7 @@ def read_card(folder):
                              f"of the card; got {rule!r}; fix the card")
     refine = card.get("postprocessing", {}).get("refine_by_hu")
     if refine is not None:
-        ok = (isinstance(refine, dict) and set(refine) <= {"label", "reference", "threshold"}
-              and all(isinstance(refine.get(k), int) and str(refine[k]) in card["labels"]
-                      for k in ("label", "reference"))
+        ok = (_pair_of_labels(refine, card, {"threshold"})
               and isinstance(refine.get("threshold", 0.5), (int, float))
               and 0 < refine.get("threshold", 0.5) < 1)
         if not ok:
