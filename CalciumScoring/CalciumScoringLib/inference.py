@@ -20,7 +20,10 @@ Steps (each reported to ``progress(fraction, stage)``):
 7. on the input grid, where the card asks for it (``"brighter_than"``): components of a
    label (calcification) whose peak HU is not at least ``margin_hu`` above the median
    HU of a reference label's core (the contrast lumen) are given to the reference label:
-   a bright spot as dense as the lumen is lumen, not calcium.
+   a bright spot as dense as the lumen is lumen, not calcium;
+8. where the card asks for it (``"refine_by_hu"``): the voxels in a band around that
+   label re-decided at the input grid's resolution from their HU by the model's small
+   classifier (:mod:`.calcium_refine`).
 
 >>> from CalciumScoringLib.inference import list_models, segment  # doctest: +SKIP
 >>> labels = segment(ct, "artery-groups", threads=2)              # doctest: +SKIP
@@ -30,7 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .calcium_refine import REFINER_PREFIX, load_refiner, refine_on_grid
+from .calcium_refine import REFINER_PREFIX, load_refiner, lumen_level, refine_on_grid
 from .imagecheck import crop_box
 from .models import ModelError, find_model, list_models, verify_weights  # noqa: F401
 
@@ -246,11 +249,11 @@ def relabel_not_brighter(labels, ct, label, reference, margin_hu, erode=2):
     if box is None or not (lab[box] == label).any():
         return labels
     sub, hu = lab[box], sitk.GetArrayViewFromImage(ct)[box]
-    full = np.ones((3, 3, 3), bool)
-    core = ndimage.binary_erosion(sub == reference, full, iterations=erode)
-    if not core.any():
+    lumen = lumen_level(hu, sub, reference, erode)
+    if lumen is None:
         return labels
-    floor = float(np.median(hu[core])) + float(margin_hu)
+    floor = lumen[0] + float(margin_hu)
+    full = np.ones((3, 3, 3), bool)
     comps, n = ndimage.label(sub == label, full)
     peak = np.asarray(ndimage.maximum(hu, comps, np.arange(1, n + 1)))
     dim = np.isin(comps, 1 + np.flatnonzero(peak < floor))
