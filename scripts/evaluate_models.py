@@ -12,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CalciumScoringLib.inference import segment
+from CalciumScoringLib.phantom_anatomy import GROUP_NAMES
 from CalciumScoringLib.phantoms import make_phantom
 from CalciumScoringLib.validation import overlap
 from train_models import ROOT, VALIDATION_SEEDS, held_out_options
@@ -73,7 +74,7 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
     from CalciumScoringLib.scoring import score
 
     dices = {k: [] for k in cfg["labels"]}
-    vol_err = {g: [] for g in ("aorta", "iliac", "mesenteric", "renal")}
+    vol_err = {g: [] for g in GROUP_NAMES.values()}
     base = {"dice": [], "vol": [], "ideal": [], "grid": [], "visible": [], "hidden": []}
     pooled = {}  # group -> [predicted, true] calcified volume summed over the cases
     seen = {}  # the same over the plaques the CT shows (visible_calcium)
@@ -98,7 +99,7 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
             base["visible"].append(vis)
             base["hidden"].append(hid)
             for v, (a, b) in vols.items():
-                g = ("aorta", "iliac", "mesenteric", "renal")[v - 1]
+                g = GROUP_NAMES[v]
                 if b > 0:
                     seen.setdefault(g, [0.0, 0.0])
                     seen[g][0] += a
