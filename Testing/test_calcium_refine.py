@@ -135,3 +135,47 @@ def test_malformed_refine_rule_is_refused_when_the_card_is_read(tmp_path, rule, 
     (folder / "model.json").write_text(json.dumps(card))
     with pytest.raises(models.ModelError, match=match):
         models.read_card(folder)
+
+
+def test_band_takes_in_a_bright_plaque_the_network_missed():
+    """A plaque only 150 HU above the lumen, with no calcium probability at all, joins the
+    band as a bright candidate, and a rule on the HU recovers it."""
+    hu, sphere, art = lumen_with_plaque(radius=2.0, lumen=300.0, plaque=450.0)
+    labels = art.astype(np.uint8)
+    zero = np.zeros(hu.shape, np.float32)
+    lumen = lumen_level(hu, labels)
+    idx, X = band_features(hu, labels, zero, art.astype(np.float32), (0.5,) * 3, lumen)
+    in_band = np.zeros(hu.shape, bool)
+    in_band.ravel()[idx] = True
+    core = ndimage.binary_erosion(sphere, iterations=2)
+    assert in_band[core].all() and not in_band[~ndimage.binary_dilation(art, iterations=6)].any()
+    cand = X[:, FEATURES.index("bright candidate")] > 0
+    assert cand.sum() < 2 * sphere.sum()  # the lumen (5 HU noise) stays out
+    out = refine_label(hu, labels, zero, art.astype(np.float32), (0.5,) * 3, half_max_rule())
+    assert overlap(out == 2, sphere)["dice"] > 0.95  # measured 0.996
+    depth = X[:, FEATURES.index("depth inside artery mm")]
+    assert depth.max() <= 5.0 and depth.min() >= -5.0
+
+
+def test_an_ensemble_averages_its_members():
+    rule, flat = half_max_rule(), half_max_rule(steep=0.0)
+    both = {k: (np.stack([rule[k], flat[k]]) if k not in ("mean", "scale") else rule[k])
+            for k in rule}
+    X = np.random.default_rng(2).normal(size=(20, len(FEATURES))).astype(np.float32)
+    np.testing.assert_allclose(mlp_probability(X, both),
+                               (mlp_probability(X, rule) + 0.5) / 2, rtol=1e-6)
+
+
+def test_a_refiner_fitted_on_other_features_is_refused(tmp_path):
+    nf = len(FEATURES) - 2
+    old = {k: (v[..., :nf] if k in ("mean", "scale", "w0") else v)
+           for k, v in half_max_rule().items()}
+    rule = {"label": 2, "reference": 1, "threshold": 0.5}
+    folder = two_label_model(tmp_path / "old", rule,
+                             {"refine." + k: torch.from_numpy(np.ascontiguousarray(v))
+                              for k, v in old.items()})
+    hu, _, _ = lumen_with_plaque()
+    ct = sitk.GetImageFromArray(hu)
+    ct.SetSpacing((0.5, 0.5, 0.5))
+    with pytest.raises(models.ModelError, match=f"takes {nf} features.*refit it"):
+        segment(ct, folder)

@@ -79,13 +79,22 @@ def main():
             # the cascade as in the pipeline: the calcium model runs around the groups found
             roi = groups > 0 if name == "arteries-calcium" else None
             t = time.perf_counter()
-            lab = segment(ph.ct, folder, threads=a.threads, roi=roi)
+            marks = []  # (stage, when it began)
+
+            def progress(fraction, stage):
+                if not marks or marks[-1][0] != stage:
+                    marks.append((stage, time.perf_counter()))
+
+            lab = segment(ph.ct, folder, threads=a.threads, roi=roi, progress=progress)
             times[name] = time.perf_counter() - t
+            spans = {s: e[1] - b for (s, b), e in zip(marks, marks[1:])}
             if name == "artery-groups":
                 groups = lab if kind == "bundled" else ph.groups  # random weights find nothing
             print(f"{name} ({kind}, {card['spacing_mm']} mm, patch {card['patch_size']}, "
                   f"step {card.get('tile_step', 0.5)}): {times[name]:6.1f} s, labels "
-                  f"{np.unique(sitk.GetArrayViewFromImage(lab)).tolist()}", flush=True)
+                  f"{np.unique(sitk.GetArrayViewFromImage(lab)).tolist()}"
+                  + (f"; refining calcium {spans['refining calcium']:.1f} s"
+                     if "refining calcium" in spans else ""), flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     total = sum(times.values())
     print(f"both models: {total:.1f} s (target 60 s: {'met' if total <= 60 else 'NOT met'}); "

@@ -9,7 +9,11 @@ plaque's peak and what surrounds it (the contrast lumen on one side, the wall an
 the other).  A small per-voxel classifier (a perceptron with two hidden layers, fitted on
 training phantoms by ``scripts/fit_refiner.py``) makes that decision from the features
 below, in a band around the calcium the network found (two voxels beyond it, plus where
-its calcium probability exceeds 0.1); voxels outside the band keep their label.
+its calcium probability exceeds 0.1) and around the artery voxels brighter than the lumen
+by ``CANDIDATE_HU`` that the network left out (a plaque only 100 HU above the lumen is
+often missed); voxels outside the band keep their label.  The classifier is an ensemble of
+such perceptrons (fitted from different seeds; their probabilities are averaged), which
+halves the spread between refits.
 """
 
 import numpy as np
@@ -26,7 +30,11 @@ FEATURES = ("calcium logit", "reference logit", "hu - L", "smoothed hu - L",
             "(hu - 40) / (peak - 40)", "(smoothed hu - L) / (peak - L)", "local min - L",
             "(hu - local min) / (peak - local min)", "L", "lumen noise / 10",
             "slice spacing mm", "in-plane spacing mm", "distance outside calcium mm",
-            "depth inside calcium mm", "labelled calcium")
+            "depth inside calcium mm", "labelled calcium", "depth inside artery mm",
+            "bright candidate")
+#: artery voxels (and their neighbours) whose smoothed HU exceeds the lumen by this join
+#: the band even where the network saw no calcium
+CANDIDATE_HU = 50.0
 #: the voxel spacings of the training phantoms (mm); a CT outside them is given the nearest
 SLICES_MM, IN_PLANE_MM = (0.625, 3.0), (0.7, 1.0)
 _FULL = np.ones((3, 3, 3), bool)
@@ -62,12 +70,15 @@ def band_features(hu, labels, p_label, p_reference, spacing, lumen, label=2):
     calc = labels == label
     level, noise = lumen
     sp = np.asarray(spacing, float)[::-1]
-    seed = ndimage.binary_dilation(calc, _FULL, iterations=2) | (p_label > 0.1)
-    band = seed & ndimage.binary_dilation(labels > 0, _FULL) | (p_label > 0.1)
+    smooth = ndimage.gaussian_filter(hu, 0.6 / sp)
+    near_artery = ndimage.binary_dilation(labels > 0, _FULL)
+    cand = bright_candidates(smooth, near_artery, level)
+    loose = (p_label > 0.1) | cand
+    seed = ndimage.binary_dilation(calc, _FULL, iterations=2) | loose
+    band = seed & near_artery | loose
     idx = np.flatnonzero(band.ravel())
     if idx.size == 0:
         return idx, np.zeros((0, len(FEATURES)), np.float32)
-    smooth = ndimage.gaussian_filter(hu, 0.6 / sp)
     comps, n = ndimage.label(seed, _FULL)
     peaks = np.asarray(ndimage.maximum(smooth, comps, np.arange(1, n + 1)))
     raw = np.asarray(ndimage.maximum(hu, comps, np.arange(1, n + 1)))
@@ -83,6 +94,9 @@ def band_features(hu, labels, p_label, p_reference, spacing, lumen, label=2):
         inside = ndimage.distance_transform_edt(calc, sampling=sp).ravel()[idx]
     else:
         outside, inside = np.full(idx.size, 9.0), np.zeros(idx.size)
+    art = labels > 0
+    depth = (np.minimum(ndimage.distance_transform_edt(art, sampling=sp).ravel()[idx], 5.0)
+             - np.minimum(ndimage.distance_transform_edt(~art, sampling=sp).ravel()[idx], 5.0))
     den = np.maximum(pk - level, 30.0)
     const = np.ones(idx.size, np.float32)
     X = np.stack([
@@ -93,20 +107,34 @@ def band_features(hu, labels, p_label, p_reference, spacing, lumen, label=2):
         (hmin - level) / 100, np.clip((h - hmin) / np.maximum(pk - hmin, 30.0), -3, 3),
         const * level / 100, const * noise / 10, const * np.clip(spacing[2], *SLICES_MM),
         const * np.clip(spacing[0], *IN_PLANE_MM),
-        np.minimum(outside, 5.0), np.minimum(inside, 5.0), calc.ravel()[idx],
+        np.minimum(outside, 5.0), np.minimum(inside, 5.0), calc.ravel()[idx], depth,
+        cand.ravel()[idx],
     ], 1).astype(np.float32)
     return idx, X
+
+
+def bright_candidates(smooth, near_artery, level):
+    """Voxels of ``near_artery`` whose smoothed HU lies ``CANDIDATE_HU`` above ``level``."""
+    return near_artery & (smooth > level + CANDIDATE_HU)
 
 
 def mlp_probability(X, params):
     """Probability of calcium per row of ``X`` from the perceptron ``params`` (numpy arrays
     ``mean``, ``scale``, ``w0``, ``b0``, ``w1``, ``b1``, ``w2``, ``b2``; weights as in
-    ``torch.nn.Linear``)."""
-    a = (X - params["mean"]) / params["scale"]
-    for k in (0, 1):
-        a = np.maximum(a @ params[f"w{k}"].T + params[f"b{k}"], 0.0)
-    z = (a @ params["w2"].T + params["b2"])[:, 0]
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    ``torch.nn.Linear``).  An ensemble stacks its members' weights along a first axis
+    (``w0`` of shape (members, hidden, features), ...); their probabilities are averaged."""
+    a0 = (X - params["mean"]) / params["scale"]
+    stacked = params["w0"].ndim == 3
+    members = range(len(params["w0"])) if stacked else [None]
+    total = np.zeros(len(X), np.float64)
+    for m in members:
+        w = {k: (params[k][m] if stacked else params[k]) for k in REFINER_KEYS[2:]}
+        a = a0
+        for k in (0, 1):
+            a = np.maximum(a @ w[f"w{k}"].T + w[f"b{k}"], 0.0)
+        z = (a @ w["w2"].T + w["b2"])[:, 0]
+        total += 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    return total / len(members)
 
 
 def refine_label(hu, labels, p_label, p_reference, spacing, params, label=2, reference=1,
@@ -120,7 +148,7 @@ def refine_label(hu, labels, p_label, p_reference, spacing, params, label=2, ref
     """
     out = labels.copy()
     lumen = lumen or lumen_level(hu, labels, reference)
-    if lumen is None or not ((labels == label).any() or (p_label > 0.1).any()):
+    if lumen is None:
         return out
     idx, X = band_features(hu, labels, p_label, p_reference, spacing, lumen, label)
     if idx.size == 0:
@@ -147,8 +175,13 @@ def refine_problem(labels, ct, probs, lo, label, reference):
     region = tuple(slice(int(a), int(a) + n) for a, n in zip(lo[::-1], probs[label].shape))
     sub, p_lab = lab[region], probs[label]
     lumen = lumen_level(hu[region], sub, reference)
-    inner = crop_box((sub == label) | (p_lab > 0.1), pad=0)
-    if lumen is None or inner is None:
+    if lumen is None:
+        return None
+    # the candidates' box from the raw HU: a smoothed voxel above the bar has a raw
+    # neighbour above it within the kernel (< 2 mm), which the 3 mm margin covers
+    raw = bright_candidates(hu[region], sub > 0, lumen[0])
+    inner = crop_box((sub == label) | (p_lab > 0.1) | raw, pad=0)
+    if inner is None:
         return None
     pad = [int(np.ceil(3.0 / v)) + 2 for v in ct.GetSpacing()[::-1]]
     inner = tuple(slice(max(b.start - q, 0), b.stop + q) for b, q in zip(inner, pad))
@@ -191,4 +224,9 @@ def load_refiner(info):
         raise ModelError(f"{info.folder}: the card asks for refine_by_hu but the weights lack "
                          f"{[REFINER_PREFIX + k for k in missing]}; re-export the model "
                          "(scripts/fit_refiner.py) or drop refine_by_hu from the card")
+    if params["mean"].shape != (len(FEATURES),):
+        raise ModelError(f"{info.folder}: its refine_by_hu classifier takes "
+                         f"{params['mean'].shape[-1]} features, this version computes "
+                         f"{len(FEATURES)}; refit it (scripts/fit_refiner.py --export) or drop "
+                         "refine_by_hu from the card")
     return params

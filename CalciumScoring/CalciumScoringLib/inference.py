@@ -22,8 +22,9 @@ Steps (each reported to ``progress(fraction, stage)``):
    HU of a reference label's core (the contrast lumen) are given to the reference label:
    a bright spot as dense as the lumen is lumen, not calcium;
 8. where the card asks for it (``"refine_by_hu"``): the voxels in a band around that
-   label re-decided at the input grid's resolution from their HU by the model's small
-   classifier (:mod:`.calcium_refine`).
+   label, and around the artery voxels clearly brighter than the lumen, re-decided at the
+   input grid's resolution from their HU by the model's small classifier
+   (:mod:`.calcium_refine`).
 
 >>> from CalciumScoringLib.inference import list_models, segment  # doctest: +SKIP
 >>> labels = segment(ct, "artery-groups", threads=2)              # doctest: +SKIP
