@@ -10,10 +10,10 @@ the other).  A small per-voxel classifier (a perceptron with two hidden layers, 
 training phantoms by ``scripts/fit_refiner.py``) makes that decision from the features
 below, in a band around the calcium the network found (two voxels beyond it, plus where
 its calcium probability exceeds 0.1) and around the artery voxels brighter than the lumen
-by ``CANDIDATE_HU`` that the network left out (a plaque only 100 HU above the lumen is
-often missed); voxels outside the band keep their label.  The classifier is an ensemble of
-such perceptrons (fitted from different seeds; their probabilities are averaged), which
-halves the spread between refits.
+by ``CANDIDATE_HU`` that the network left out (it can miss a plaque only ~100 HU above
+the lumen); voxels outside the band keep their label.  The classifier may be an ensemble of
+such perceptrons (fitted from different seeds; their probabilities are averaged), steadier
+than any one of them.
 """
 
 import numpy as np
