@@ -65,6 +65,16 @@ def test_checksum_mismatch_is_refused(threshold_model, phantom_cache):
         segment(ph.ct, threshold_model)
 
 
+def test_saved_weights_are_as_readable_as_the_card(tmp_path):
+    """safetensors writes 0600; a model saved for a lab folder must be readable like its
+    model.json (the mode the umask gives any new file)."""
+    folder = models.save_model(tmp_path / "m", UNet3D(1, 2, (4, 8)).state_dict(),
+                               card("tiny-unet", {"name": "unet3d", "params": {"features": [4, 8]}}))
+    mode = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert mode["weights.safetensors"] == mode["model.json"], mode
+    models.verify_weights(folder, models.read_card(folder))
+
+
 def test_cancel_between_windows(tmp_path, phantom_cache):
     torch.manual_seed(0)
     folder = models.save_model(tmp_path / "u", UNet3D(1, 2, (4, 8)).state_dict(),

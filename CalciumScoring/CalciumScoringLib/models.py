@@ -207,6 +207,11 @@ def save_model(folder, state_dict, card):
     card.setdefault("weights", "weights.safetensors")
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
     save_file(tensors, str(folder / card["weights"]))
+    # safetensors writes the file private (0600); give it the mode of any new file (umask),
+    # so a model shared in a lab folder is readable like its model.json
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder / card["weights"], 0o666 & ~umask)
     card["sha256"] = sha256(folder / card["weights"])
     missing = [k for k in REQUIRED if k not in card]
     if missing:
