@@ -10,10 +10,11 @@ used for training, validation or test) exactly as ``inference.segment`` runs it;
 features of :mod:`CalciumScoringLib.calcium_refine` and the true calcium of each band
 voxel are cached in ``training/<model>/refiner/`` (resumable).  The classifier is an
 ensemble of MEMBERS perceptrons (two hidden layers of 32) fitted from seeds 0, 1, ...
-``--export`` adds it to the model's safetensors (keys ``refine.*``; the network weights are unchanged), adds
-``refine_by_hu`` to the card, bumps the version to ``<prefix>.<iteration>`` and measures
-the held-out metrics again (``evaluate_models.evaluate``).  Run it again after every
-``train_models.py --export`` of the model: that export writes the network alone.
+``--export`` adds it to the model's safetensors (keys ``refine.*``; the network weights
+are unchanged), adds ``refine_by_hu`` to the card, bumps the version to
+``<prefix>.<iteration>`` and measures the held-out metrics again
+(``evaluate_models.evaluate``). Run it again after every ``train_models.py --export`` of
+the model: that export writes the network alone.
 """
 
 import argparse

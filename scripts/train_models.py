@@ -55,7 +55,8 @@ CONFIGS = {
 # arteries-calcium: the bundled weights are iteration 6874 (0.2.6874 = 0.1.6874 plus the
 # brighter_than rule; 0.3.6874 = 0.2.6874 plus the refine_by_hu classifier of
 # scripts/fit_refiner.py, which --export here does not write: run fit_refiner.py --export
-# after it; 0.4.6874: the classifier's wider band and five-member ensemble).  The run on to 9236 (restart at lr 2.5e-4) measured held-out
+# after it; 0.4.6874: the classifier's wider band and five-member ensemble).  The run on
+# to 9236 (restart at lr 2.5e-4) measured held-out
 # calcification Dice 0.749 (0.754 at 6874, both without the rule) and a pooled calcified
 # volume further below the truth, so it was not bundled.  The committed
 # training/arteries-calcium/checkpoint.pt is iteration 9236; the 6874 weights are the

@@ -71,7 +71,8 @@ def band_features(hu, labels, p_label, p_reference, spacing, lumen, label=2):
     level, noise = lumen
     sp = np.asarray(spacing, float)[::-1]
     smooth = ndimage.gaussian_filter(hu, 0.6 / sp)
-    near_artery = ndimage.binary_dilation(labels > 0, _FULL)
+    art = labels > 0
+    near_artery = ndimage.binary_dilation(art, _FULL)
     cand = bright_candidates(smooth, near_artery, level)
     loose = (p_label > 0.1) | cand
     seed = ndimage.binary_dilation(calc, _FULL, iterations=2) | loose
@@ -94,7 +95,6 @@ def band_features(hu, labels, p_label, p_reference, spacing, lumen, label=2):
         inside = ndimage.distance_transform_edt(calc, sampling=sp).ravel()[idx]
     else:
         outside, inside = np.full(idx.size, 9.0), np.zeros(idx.size)
-    art = labels > 0
     depth = (np.minimum(ndimage.distance_transform_edt(art, sampling=sp).ravel()[idx], 5.0)
              - np.minimum(ndimage.distance_transform_edt(~art, sampling=sp).ravel()[idx], 5.0))
     den = np.maximum(pk - level, 30.0)
@@ -123,18 +123,17 @@ def mlp_probability(X, params):
     ``mean``, ``scale``, ``w0``, ``b0``, ``w1``, ``b1``, ``w2``, ``b2``; weights as in
     ``torch.nn.Linear``).  An ensemble stacks its members' weights along a first axis
     (``w0`` of shape (members, hidden, features), ...); their probabilities are averaged."""
+    one = params["w0"].ndim == 2  # a single perceptron: an ensemble of one
+    w = {k: params[k][None] if one else params[k] for k in REFINER_KEYS[2:]}
     a0 = (X - params["mean"]) / params["scale"]
-    stacked = params["w0"].ndim == 3
-    members = range(len(params["w0"])) if stacked else [None]
     total = np.zeros(len(X), np.float64)
-    for m in members:
-        w = {k: (params[k][m] if stacked else params[k]) for k in REFINER_KEYS[2:]}
+    for m in range(len(w["w0"])):
         a = a0
         for k in (0, 1):
-            a = np.maximum(a @ w[f"w{k}"].T + w[f"b{k}"], 0.0)
-        z = (a @ w["w2"].T + w["b2"])[:, 0]
+            a = np.maximum(a @ w[f"w{k}"][m].T + w[f"b{k}"][m], 0.0)
+        z = (a @ w["w2"][m].T + w["b2"][m])[:, 0]
         total += 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
-    return total / len(members)
+    return total / len(w["w0"])
 
 
 def refine_label(hu, labels, p_label, p_reference, spacing, params, label=2, reference=1,
