@@ -58,7 +58,7 @@ def main(argv):
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     if argv[0] == "demo":
         out = argv[1] if len(argv) > 1 else "demo-output"
-        return subprocess.call([py, "-m", "CalciumScoringLib.cli", "demo", out] + argv[2:], env=env)
+        return subprocess.call([py, "-m", "CalciumScoringLib.cohort.cli", "demo", out] + argv[2:], env=env)
     if argv[0] == "test":
         return subprocess.call([py, "-m", "pytest", "Testing"] + argv[1:], cwd=ROOT, env=env)
     return 0

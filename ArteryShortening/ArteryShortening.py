@@ -10,8 +10,12 @@ import slicer
 import vtk
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
 from slicer.util import VTKObservationMixin
 
 GROUP_CHOICES = ["aorta", "iliac", "mesenteric", "renal", "(ignore)"]
@@ -134,7 +138,10 @@ class ArteryShorteningLogic(ScriptedLoadableModuleLogic):
 
     def segmentGroupGuesses(self, segmentationNode):
         """``[(segment id, name, group or None)]``: the mapping the table starts from."""
-        return self._mrml().segment_group_guesses(segmentationNode)
+        self._mrml()  # the packages it needs, ensured
+        from CalciumScoringLib.scene.groups import segment_group_guesses
+
+        return segment_group_guesses(segmentationNode)
 
     @staticmethod
     def _mrml():
@@ -161,8 +168,9 @@ class ArteryShorteningTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         slicer.mrmlScene.Clear()
-        from CalciumScoringLib import mrml_nodes, segment_terms
-        from CalciumScoringLib.phantoms import make_phantom
+        from CalciumScoringLib.phantoms.generator import make_phantom
+        from CalciumScoringLib.scene import nodes as mrml_nodes
+        from CalciumScoringLib.scene import terms as segment_terms
 
         ph = make_phantom(3, spacing=(1.0, 1.0, 1.0), fov="vessels")
         vol = mrml_nodes.volume_node_from_image(slicer.mrmlScene, ph.ct, "phantom")

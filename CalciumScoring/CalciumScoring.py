@@ -10,8 +10,12 @@ import slicer
 import vtk
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
 from slicer.util import VTKObservationMixin
 
 
@@ -100,7 +104,7 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onVolumeChanged(self, volume):
         """Show the outputs of the last run on this volume (also from a reopened scene)."""
-        from CalciumScoringLib.runs import last_run
+        from CalciumScoringLib.scene.runs import last_run
 
         run = last_run(volume) if volume is not None else None
         if run is None or self._parameterNode is None:
@@ -130,7 +134,7 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRecompute(self):
         p = self._parameterNode
-        from CalciumScoringLib.pipeline import EditedError
+        from CalciumScoringLib.scene.pipeline import EditedError
 
         def prepare(overwrite):
             return self.logic.pipeline.prepare(
@@ -253,7 +257,7 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
         """The pipeline, created on first use (after pandas/scikit-image are ensured)."""
         if self._pipeline is None:
             self.ensureDependencies(networks=False)
-            from CalciumScoringLib.pipeline import CalciumScoringPipeline
+            from CalciumScoringLib.scene.pipeline import CalciumScoringPipeline
 
             self._pipeline = CalciumScoringPipeline()
         return self._pipeline
@@ -283,7 +287,7 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
 
     def modelNames(self, label=None):
         """Registry names, optionally only the models that output ``label`` (e.g. "aorta")."""
-        from CalciumScoringLib.models import list_models
+        from CalciumScoringLib.segmentation.models import list_models
 
         return [m.name for m in list_models()
                 if label is None or label in m.card.get("labels", {}).values()]
@@ -295,7 +299,7 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
         ``arteryGroups``: segmentation node or model name; ``calcium``: threshold method,
         model name or calcification segmentation node.  Returns a result with
         ``shortened``, ``calcifications``, ``table`` (nodes) and ``dataframe`` (pandas);
-        see CalciumScoringLib.pipeline.
+        see CalciumScoringLib.scene.pipeline.
         """
         return self.pipeline.process(volumeNode, arteryGroups, calcium=calcium,
                                      stump_length_mm=stumpLengthMm,

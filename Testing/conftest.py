@@ -36,7 +36,7 @@ _PHANTOMS = {}
 @pytest.fixture(scope="session")
 def phantom_cache():
     """Memoised phantoms: ``phantom_cache(seed, spacing, **options)``; do not modify the result."""
-    from CalciumScoringLib.phantoms import make_phantom
+    from CalciumScoringLib.phantoms.generator import make_phantom
 
     def get(seed, spacing=(1.0, 1.0, 1.0), direction=None, **options):
         key = (seed, tuple(spacing), None if direction is None else tuple(np.ravel(direction)),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from CalciumScoringLib import agreement as agr
+from CalciumScoringLib.validation import agreement as agr
 
 # Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges
 SF = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]])

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CalciumScoringLib import models
-from CalciumScoringLib.inference import list_models, segment
-from CalciumScoringLib.validation import overlap
+from CalciumScoringLib.segmentation import models
+from CalciumScoringLib.segmentation.engine import segment
+from CalciumScoringLib.segmentation.models import list_models
+from CalciumScoringLib.validation.evaluate import overlap
 
 CARD_KEYS = {"name", "version", "labels", "spacing_mm", "normalization", "patch_size",
              "architecture", "training", "metrics", "sha256", "license", "intended_use"}

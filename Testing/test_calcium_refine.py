@@ -8,12 +8,12 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from CalciumScoringLib import models
-from CalciumScoringLib.calcium_refine import (FEATURES, band_features, lumen_level,
+from CalciumScoringLib.segmentation import models
+from CalciumScoringLib.segmentation.refine import (FEATURES, band_features, lumen_level,
                                               mlp_probability, refine_label)
-from CalciumScoringLib.inference import segment
-from CalciumScoringLib.networks import Voxelwise
-from CalciumScoringLib.validation import overlap
+from CalciumScoringLib.segmentation.engine import segment
+from CalciumScoringLib.segmentation.networks import Voxelwise
+from CalciumScoringLib.validation.evaluate import overlap
 
 HALF = FEATURES.index("(hu - L) / (peak - L)")
 

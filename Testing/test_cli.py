@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from CalciumScoringLib.cli import main
+from CalciumScoringLib.cohort.cli import main
 
 
 def test_demo_writes_outputs(tmp_path):
@@ -39,14 +39,14 @@ def test_demo_writes_outputs(tmp_path):
 
 
 def test_run_on_files_leaves_inputs_untouched(tmp_path):
-    from CalciumScoringLib.phantoms import make_phantom
+    from CalciumScoringLib.phantoms.generator import make_phantom
 
     ph = make_phantom(4, spacing=(1.5, 1.5, 2.0), fov="vessels")
     ct, groups = tmp_path / "ct.nii.gz", tmp_path / "groups.nrrd"
     sitk.WriteImage(ph.ct, str(ct))
     sitk.WriteImage(ph.groups, str(groups))
     before = (ct.read_bytes(), groups.read_bytes())
-    cmd = [sys.executable, "-m", "CalciumScoringLib.cli", "run"]
+    cmd = [sys.executable, "-m", "CalciumScoringLib.cohort.cli", "run"]
     r = subprocess.run(cmd + [str(ct), str(tmp_path / "out"), "--groups", str(groups),
                               "--stump-length", "35", "--no-scene"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from CalciumScoringLib.cli import main
-from CalciumScoringLib.cohort import Case, Options, discover, process_case, run_cohort
-from CalciumScoringLib.phantoms import make_phantom
+from CalciumScoringLib.cohort.cli import main
+from CalciumScoringLib.cohort.runner import Case, Options, discover, process_case, run_cohort
+from CalciumScoringLib.phantoms.generator import make_phantom
 
 
 def digest(folder):
@@ -120,8 +120,8 @@ def test_bad_inputs_become_case_errors(tmp_path):
 
 
 def test_export_reviewed_cases_as_nnunet_datasets(cohort_dir, tmp_path):
-    from CalciumScoringLib.mrml_headless import Harness
-    from CalciumScoringLib.nnunet_export import export_nnunet
+    from CalciumScoringLib.scene.headless import Harness
+    from CalciumScoringLib.cohort.export_nnunet import export_nnunet
 
     cases = [c for c in discover(cohort_dir / "cases.csv") if c.case_id in ("case0", "case1")]
     out = tmp_path / "out"

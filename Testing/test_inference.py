@@ -7,10 +7,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from CalciumScoringLib import models
-from CalciumScoringLib.inference import Cancelled, segment
-from CalciumScoringLib.networks import UNet3D, Voxelwise
-from CalciumScoringLib.phantoms import make_phantom
+from CalciumScoringLib.segmentation import models
+from CalciumScoringLib.errors import Cancelled
+from CalciumScoringLib.segmentation.engine import segment
+from CalciumScoringLib.segmentation.networks import UNet3D, Voxelwise
+from CalciumScoringLib.phantoms.generator import make_phantom
 
 
 def card(name, arch, patch=(32, 32, 32), spacing=(1.0, 1.0, 1.0)):
@@ -168,7 +169,7 @@ def test_roi_restricts_the_work_to_the_cascade_region(threshold_model, phantom_c
 
 
 def test_device_choice():
-    from CalciumScoringLib.inference import resolve_device
+    from CalciumScoringLib.segmentation.engine import resolve_device
 
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in ("cpu", "cuda", "mps")
@@ -182,7 +183,7 @@ def test_device_choice():
 def test_labels_follow_the_class_probabilities_between_model_voxels():
     """Probabilities resampled linearly, argmax on the fine grid: a 9 mm sphere predicted on
     a 2 mm oblique grid comes back on a 0.5 mm grid with its boundary within 0.25 mm."""
-    from CalciumScoringLib.inference import labels_on_grid
+    from CalciumScoringLib.segmentation.engine import labels_on_grid
 
     d = sitk.VersorTransform((0.2, 0.5, 0.3), 0.4).GetMatrix()
     work = sitk.Image([30, 30, 30], sitk.sitkUInt8)
@@ -214,7 +215,7 @@ def test_small_structures_keep_their_volume_with_bspline_label_resampling(interp
     """Calcified plaques are a few model voxels.  Sharp class-1 logits of 2.5 mm spheres on
     a 1 mm grid, taken to a 0.75 x 0.75 x 0.8 mm grid: linear interpolation cuts their
     corners (volume 5-25 % low), cubic B-splines keep it within 5 %."""
-    from CalciumScoringLib.inference import labels_on_grid
+    from CalciumScoringLib.segmentation.engine import labels_on_grid
 
     work = sitk.Image([40, 40, 40], sitk.sitkUInt8)
     work.SetOrigin((3.0, -2.0, 7.0))
@@ -240,7 +241,7 @@ def test_small_structures_keep_their_volume_with_bspline_label_resampling(interp
 
 
 def test_unknown_label_resampling_is_refused():
-    from CalciumScoringLib.inference import labels_on_grid
+    from CalciumScoringLib.segmentation.engine import labels_on_grid
 
     work = sitk.Image([4, 4, 4], sitk.sitkUInt8)
     with pytest.raises(ValueError, match="bspline"):
@@ -250,7 +251,7 @@ def test_unknown_label_resampling_is_refused():
 def test_calcium_not_brighter_than_the_lumen_is_given_to_the_lumen():
     """Card rule ``brighter_than``: a calcification component whose peak is not 50 HU above
     the lumen core's median is lumen; denser ones and everything else stay as they were."""
-    from CalciumScoringLib.inference import relabel_not_brighter
+    from CalciumScoringLib.segmentation.engine import relabel_not_brighter
 
     hu = np.full((30, 30, 40), -100, np.int16)
     lab = np.zeros(hu.shape, np.uint8)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CalciumScoringLib import mrml_nodes as mn
-from CalciumScoringLib import segment_terms as st
+from CalciumScoringLib.scene import nodes as mn
+from CalciumScoringLib.scene import terms as st
 
 
 def _oblique():

@@ -21,8 +21,8 @@ def tiny(tmp_path_factory):
 
 
 def test_nnunet_folder_is_listed_and_runs_with_all_folds(tiny):
-    from CalciumScoringLib.inference import segment
-    from CalciumScoringLib.models import find_model, list_models, register
+    from CalciumScoringLib.segmentation.engine import segment
+    from CalciumScoringLib.segmentation.models import find_model, list_models, register
 
     root, folder = tiny
     info = find_model(folder)

@@ -5,7 +5,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from CalciumScoringLib.phantoms import make_phantom
+from CalciumScoringLib.phantoms.generator import make_phantom
 
 ISO = (1.0, 1.0, 1.0)
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CalciumScoringLib import mrml_nodes as mn
-from CalciumScoringLib.pipeline import CalciumScoringPipeline
-from CalciumScoringLib.scoring import score
+from CalciumScoringLib.scene import nodes as mn
+from CalciumScoringLib.scene.pipeline import CalciumScoringPipeline
+from CalciumScoringLib.scoring.scores import score
 
 
 def test_phantom_pipeline_scores_equal_the_scoring_core(mrml):
@@ -25,7 +25,7 @@ def test_phantom_pipeline_scores_equal_the_scoring_core(mrml):
     assert mn.get_provenance(res.table)["calcification"]["method"] == "adaptive"
     # the table holds exactly what the scoring core computes on the same inputs
     from ArteryShorteningLib import shorten_arteries
-    from CalciumScoringLib import thresholds
+    from CalciumScoringLib.scoring import thresholds
 
     full = mn.labelmap_from_segmentation(groups, {"aorta": 1, "iliac": 2, "mesenteric": 3,
                                                   "renal": 4}, vol)
@@ -40,7 +40,7 @@ def test_phantom_pipeline_scores_equal_the_scoring_core(mrml):
     assert seg.GetNumberOfSegments() == 5
     calc_seg = seg.GetSegment("aorta_calcification")
     assert calc_seg.GetName() == "aorta calcification"
-    from CalciumScoringLib import segment_terms as st
+    from CalciumScoringLib.scene import terms as st
 
     assert "^18115005^" in calc_seg.GetTerminology()  # SNOMED CT pathologic calcification
     np.testing.assert_allclose(calc_seg.GetColor(), st.term("calcification").color, atol=1 / 255)
@@ -65,14 +65,14 @@ def test_failed_run_leaves_the_scene_as_it_was(mrml):
 
 
 def test_validation_section_logic(mrml):
-    from CalciumScoringLib import segment_terms as st
+    from CalciumScoringLib.scene import terms as st
 
     pipe = CalciumScoringPipeline()
     vol, groups = pipe.load_phantom(mrml.scene, seed=2, spacing=(1.5, 1.5, 1.5), fov="vessels")
     ct = mn.image_from_volume_node(vol)
     full = mn.labelmap_from_segmentation(groups, {"aorta": 1, "iliac": 2, "mesenteric": 3,
                                                   "renal": 4}, vol)
-    from CalciumScoringLib import thresholds
+    from CalciumScoringLib.scoring import thresholds
 
     calc = thresholds.adaptive(ct, full > 0)
     ref_calc = mn.segmentation_node_from_labelmap(mrml.scene, calc, [(1, st.term("calcification"))],
@@ -95,8 +95,8 @@ def test_validation_section_logic(mrml):
 def test_edit_a_plaque_and_recompute_changes_the_table_by_that_plaque(mrml, tmp_path):
     from scipy import ndimage
 
-    from CalciumScoringLib import segment_terms as st
-    from CalciumScoringLib.phantoms import make_phantom
+    from CalciumScoringLib.scene import terms as st
+    from CalciumScoringLib.phantoms.generator import make_phantom
 
     ph = make_phantom(70, spacing=(1.2, 1.2, 1.5), fov="vessels", plaques=[
         {"branch": "aorta", "arc_mm": 50.0, "angle_deg": 30, "radius_mm": 3.0, "hu": 900.0},
@@ -154,7 +154,7 @@ def test_cancel_mid_run_leaves_no_partial_nodes(mrml):
     pipe = CalciumScoringPipeline()
     vol, groups = pipe.load_phantom(mrml.scene, seed=1, spacing=(2.0, 2.0, 2.0), fov="vessels")
     before = mrml.scene.GetNumberOfNodes()
-    from CalciumScoringLib.inference import Cancelled
+    from CalciumScoringLib.errors import Cancelled
 
     stages = []
 
@@ -170,9 +170,9 @@ def test_cancel_mid_run_leaves_no_partial_nodes(mrml):
 def test_artery_model_from_the_registry_and_cancel_inside_the_network(mrml, tmp_path):
     import torch
 
-    from CalciumScoringLib import models
-    from CalciumScoringLib.inference import Cancelled
-    from CalciumScoringLib.networks import Voxelwise
+    from CalciumScoringLib.segmentation import models
+    from CalciumScoringLib.errors import Cancelled
+    from CalciumScoringLib.segmentation.networks import Voxelwise
 
     net = Voxelwise(1, 5)  # a transparent stand-in model: "aorta" wherever HU > 250
     with torch.no_grad():
@@ -208,7 +208,7 @@ def test_artery_model_from_the_registry_and_cancel_inside_the_network(mrml, tmp_
 def test_rerun_never_overwrites_an_edited_output_without_asking(mrml):
     import slicer
 
-    from CalciumScoringLib.pipeline import EditedError
+    from CalciumScoringLib.scene.pipeline import EditedError
 
     pipe = CalciumScoringPipeline()
     vol, groups = pipe.load_phantom(mrml.scene, seed=1, spacing=(2.0, 2.0, 2.0), fov="vessels")
@@ -253,7 +253,7 @@ def test_compute_runs_in_a_background_thread_and_publish_matches_process(mrml):
 
 
 def test_scene_reopened_restores_the_run_and_rescoring_updates_it(mrml, tmp_path):
-    from CalciumScoringLib.runs import last_run
+    from CalciumScoringLib.scene.runs import last_run
 
     pipe = CalciumScoringPipeline()
     vol, groups = pipe.load_phantom(mrml.scene, seed=5, spacing=(2.0, 2.0, 2.0), fov="vessels")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CalciumScoringLib import qc
-from CalciumScoringLib.cohort import read_ct
+from CalciumScoringLib.qc import checks as qc
+from CalciumScoringLib.cohort.runner import read_ct
 
 
 def ct_like(arr, spacing=(1.0, 1.0, 1.0), direction=None):
@@ -64,7 +64,7 @@ def test_flags_thick_oblique_nan():
 
 
 def test_result_flags_on_phantoms(phantom_cache):
-    from CalciumScoringLib.phantoms import make_phantom
+    from CalciumScoringLib.phantoms.generator import make_phantom
 
     ph = make_phantom(50, spacing=(1.5, 1.5, 1.5), fov="vessels", lumen_hu=90.0, metal=True,
                       margin_mm=60.0)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CalciumScoringLib import agatston as ag
-from CalciumScoringLib.scoring import score
+from CalciumScoringLib.scoring import agatston as ag
+from CalciumScoringLib.scoring.scores import score
 
 ISO = (1.0, 1.0, 1.0)
 
@@ -185,7 +185,7 @@ def test_result_serialises(phantom_cache, tmp_path):
 
 
 def test_wall_calcium_just_outside_a_coarse_group_mask_is_attached_to_it():
-    from CalciumScoringLib.scoring import attach_wall_calcium
+    from CalciumScoringLib.scoring.scores import attach_wall_calcium
 
     g = np.zeros((20, 30, 30), np.uint8)
     g[:, 10:20, 10:20] = 1  # an "aorta" whose mask ends inside the wall
@@ -211,7 +211,7 @@ def test_wall_calcium_just_outside_a_coarse_group_mask_is_attached_to_it():
 
 
 def test_attaching_to_a_shortened_run_keeps_trimmed_calcium_outside_the_shortened_arteries():
-    from CalciumScoringLib.scoring import attach_to_shortened
+    from CalciumScoringLib.scoring.scores import attach_to_shortened
 
     full = np.zeros((30, 20, 20), np.uint8)
     full[:, 8:12, 8:12] = 1  # an aorta ...

@@ -124,7 +124,7 @@ def test_each_side_artery_keeps_its_own_stump(phantom_cache):
 
 
 def test_short_branch_is_kept_whole_and_reported():
-    from CalciumScoringLib.phantoms import make_phantom
+    from CalciumScoringLib.phantoms.generator import make_phantom
 
     ph = make_phantom(4, spacing=ISO, fov="vessels", tortuosity=0.0, accessory_renal=False,
                       n_plaques=0, branch_lengths={"renal_left": 12.0})
@@ -155,7 +155,7 @@ def _dice_on(ref_img, img):
 @pytest.mark.parametrize("spacing,direction", [((0.7, 0.7, 3.0), None), (ISO, "oblique"),
                                                ((0.8, 0.8, 2.0), "oblique")])
 def test_anisotropic_and_oblique_input_give_the_same_physical_result(spacing, direction):
-    from CalciumScoringLib.phantoms import make_phantom
+    from CalciumScoringLib.phantoms.generator import make_phantom
 
     opts = dict(fov="vessels", n_plaques=0, accessory_renal=False)
     iso = make_phantom(9, spacing=ISO, **opts)

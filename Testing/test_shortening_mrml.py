@@ -5,9 +5,10 @@ import pytest
 import SimpleITK as sitk
 
 from ArteryShorteningLib import shorten_arteries
-from ArteryShorteningLib.mrml_logic import ArteryShorteningMRMLLogic, segment_groups
-from CalciumScoringLib import mrml_nodes as mn
-from CalciumScoringLib import segment_terms as st
+from ArteryShorteningLib.mrml_logic import ArteryShorteningMRMLLogic
+from CalciumScoringLib.scene.groups import segment_groups
+from CalciumScoringLib.scene import nodes as mn
+from CalciumScoringLib.scene import terms as st
 
 USER_NAMES = {1: "Abdominal aorta", 2: "Iliac arteries", 3: "celiac + SMA", 4: "Renal arteries"}
 
@@ -82,7 +83,7 @@ def test_unmappable_segments_are_a_clear_error(mrml, phantom_cache):
         seg.GetSegmentation().GetNthSegment(i).SetTerminology("")
     with pytest.raises(ValueError, match="mapping="):
         ArteryShorteningMRMLLogic().process(seg)
-    from ArteryShorteningLib.mrml_logic import segment_group_guesses
+    from CalciumScoringLib.scene.groups import segment_group_guesses
 
     guesses = segment_group_guesses(seg)
     assert [g for _, _, g in guesses] == [None] * 4  # nothing to go by: the table asks the user

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CalciumScoringLib import thresholds as th
-from CalciumScoringLib.phantoms import make_phantom
+from CalciumScoringLib.scoring import thresholds as th
+from CalciumScoringLib.phantoms.generator import make_phantom
 
 
 def arr(im):

@@ -6,9 +6,9 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from CalciumScoringLib.phantoms import make_phantom
-from CalciumScoringLib.validation import compare_tables, validate_cohort
-from CalciumScoringLib.validation_report import write_report
+from CalciumScoringLib.phantoms.generator import make_phantom
+from CalciumScoringLib.validation.evaluate import compare_tables, validate_cohort
+from CalciumScoringLib.validation.report import write_report
 
 SP = (1.5, 1.5, 1.5)
 
@@ -126,7 +126,7 @@ def test_compare_two_score_tables_with_mismatched_ids():
 
 
 def test_validate_command_on_files(cohort, tmp_path):
-    from CalciumScoringLib.cli import main
+    from CalciumScoringLib.cohort.cli import main
 
     cases, _ = cohort
     rows = []
@@ -161,7 +161,7 @@ def test_comparison_figure_colours_agreement_misses_and_extras(tmp_path):
     """Green where both masks agree, blue for reference-only, red for test-only voxels."""
     import matplotlib.image as mpimg
 
-    from CalciumScoringLib.figures import AGREEMENT_COLOURS, comparison_figure
+    from CalciumScoringLib.cohort.figures import AGREEMENT_COLOURS, comparison_figure
 
     ph = make_phantom(1, spacing=(2.0, 2.0, 2.0), n_plaques=0)
     ref = sitk.GetArrayFromImage(ph.groups)

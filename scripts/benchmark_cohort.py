@@ -4,7 +4,7 @@
     python scripts/benchmark_cohort.py [--cases 8] [--spacing 1.0 1.0 1.5]
 
 Writes 8 phantom CTAs (vessel field of view) with their artery groups, then runs the
-cohort command's engine (CalciumScoringLib.cohort.run_cohort: QC, shortening, adaptive
+cohort command's engine (CalciumScoringLib.cohort.runner.run_cohort: QC, shortening, adaptive
 threshold calcification, scoring, NIfTI + .seg.nrrd + .mrb + PNG per case) into two
 fresh output folders, once with 1 worker and once with 2, and prints cases/minute.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from CalciumScoringLib.cohort import Case, Options, run_cohort
-from CalciumScoringLib.phantoms import make_phantom
+from CalciumScoringLib.cohort.runner import Case, Options, run_cohort
+from CalciumScoringLib.phantoms.generator import make_phantom
 
 
 def main():

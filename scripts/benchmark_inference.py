@@ -26,10 +26,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from CalciumScoringLib.inference import segment
-from CalciumScoringLib.models import ModelError, find_model, save_model
-from CalciumScoringLib.networks import build
-from CalciumScoringLib.phantoms import make_phantom
+from CalciumScoringLib.segmentation.engine import segment
+from CalciumScoringLib.segmentation.models import ModelError, find_model, save_model
+from CalciumScoringLib.segmentation.networks import build
+from CalciumScoringLib.phantoms.generator import make_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
 

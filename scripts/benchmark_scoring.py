@@ -4,7 +4,7 @@
     python scripts/benchmark_scoring.py
 
 A phantom (0.8 x 0.8 x 1.0 mm, arteries with calcified plaques) is embedded in a
-512x512x600 volume; the script times ``CalciumScoringLib.scoring.score`` with
+512x512x600 volume; the script times ``CalciumScoringLib.scoring.scores.score`` with
 unshortened groups for the trimmed-calcium row, and, in the same run, one full
 read of the CT array (``sitk.GetArrayFromImage``, i.e. a copy) and a sum over it.
 """
@@ -14,8 +14,8 @@ import time
 import numpy as np
 import SimpleITK as sitk
 
-from CalciumScoringLib.phantoms import make_phantom
-from CalciumScoringLib.scoring import score
+from CalciumScoringLib.phantoms.generator import make_phantom
+from CalciumScoringLib.scoring.scores import score
 from ArteryShorteningLib import shorten_arteries
 
 SIZE = (600, 512, 512)  # k, j, i

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
 
 from ArteryShorteningLib.shortening import shorten_array  # noqa: E402
 from ArteryShorteningLib.stumps import Params  # noqa: E402
-from CalciumScoringLib.phantoms import make_group_labels  # noqa: E402
+from CalciumScoringLib.phantoms.generator import make_group_labels  # noqa: E402
 from shortening_reference import reference_shorten  # noqa: E402
 
 

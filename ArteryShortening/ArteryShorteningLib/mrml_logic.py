@@ -2,132 +2,23 @@
 
 ``ArteryShorteningMRMLLogic().process(inputNode)`` is what the module's Logic,
 the CalciumScoring pipeline and the Python console call.  It never modifies the
-input node unless ``in_place=True`` is asked for explicitly.
+input node unless ``in_place=True`` is asked for explicitly.  Reading and writing the
+artery groups of a segmentation (names, terminology, tags) is
+:mod:`CalciumScoringLib.scene.groups`, shared with the CalciumScoring pipeline.
 """
 
-from dataclasses import dataclass
-
-import numpy as np
 import SimpleITK as sitk
 import slicer
-import vtk
-
-from CalciumScoringLib import mrml_nodes as mn
-from CalciumScoringLib.segment_terms import GROUP_LABELS, match_group
+from CalciumScoringLib.scene import nodes as mn
+from CalciumScoringLib.scene.groups import (
+    read_group_segments,
+    reference_labelmap,
+    segment_groups,
+    write_group_segments,
+)
 
 from . import __version__
 from .shortening import shorten_arteries
-
-CODE_TO_GROUP = {"7832008": "aorta", "15825003": "aorta", "73634005": "iliac",
-                 "57850000": "mesenteric", "42258001": "mesenteric", "2841007": "renal"}
-
-
-class _CopiedTerm:
-    """Name, colour and terminology of an input segment, reused for its output segment."""
-
-    def __init__(self, segment, key):
-        self.key, self.name = key, segment.GetName()
-        self.color = tuple(segment.GetColor())
-        self.terminology = segment.GetTerminology() if hasattr(segment, "GetTerminology") else ""
-
-
-def segment_group_guesses(segmentation_node, mapping=None):
-    """``[(segment id, segment name, group or None)]`` for every segment, never raising.
-
-    The group comes from ``mapping`` (segment id or name -> group; ``None`` or ""
-    excludes the segment), else the segment's group tag, its name, or its SNOMED CT
-    terminology code.  The module's mapping table shows these guesses for the user
-    to correct.
-    """
-    seg = segmentation_node.GetSegmentation()
-    out = []
-    for i in range(seg.GetNumberOfSegments()):
-        sid = seg.GetNthSegmentID(i)
-        s = seg.GetSegment(sid)
-        if mapping and (sid in mapping or s.GetName() in mapping):
-            group = mapping.get(sid, mapping.get(s.GetName())) or None
-        else:
-            tag = mn.segment_tag(s, mn.GROUP_TAG)
-            group = tag if tag in GROUP_LABELS else None
-            if group is None:
-                group = match_group(s.GetName())
-            if group is None:
-                term = s.GetTerminology() or ""
-                group = next((g for code, g in CODE_TO_GROUP.items() if f"^{code}^" in term), None)
-        out.append((sid, s.GetName(), group))
-    return out
-
-
-def segment_groups(segmentation_node, mapping=None):
-    """Segment id -> group name, from ``mapping`` (id or name -> group), tags, names or codes.
-
-    Raises a ValueError listing the segments when no segment can be mapped to the aorta.
-    """
-    out = {}
-    for sid, name, group in segment_group_guesses(segmentation_node, mapping):
-        if group is None:
-            continue
-        if group not in GROUP_LABELS:
-            raise ValueError(f"segment {name!r} mapped to unknown group {group!r}; "
-                             f"use one of {sorted(GROUP_LABELS)}")
-        out[sid] = group
-    if "aorta" not in out.values():
-        names = [name for _, name, _ in segment_group_guesses(segmentation_node)]
-        raise ValueError(f"no segment of {segmentation_node.GetName()!r} could be mapped to the "
-                         f"aorta (segments: {names}); pass mapping={{'<segment name>': 'aorta', ...}}")
-    return out
-
-
-def _reference_labelmap(segmentation_node, reference_volume):
-    """A temporary label map node with the segmentation's (or the reference's) geometry."""
-    scene = segmentation_node.GetScene()
-    lm = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__vc_reference_tmp")
-    logic = slicer.vtkSlicerSegmentationsModuleLogic
-    ids = vtk.vtkStringArray()
-    seg = segmentation_node.GetSegmentation()
-    for i in range(seg.GetNumberOfSegments()):
-        ids.InsertNextValue(seg.GetNthSegmentID(i))
-    logic.ExportSegmentsToLabelmapNode(segmentation_node, ids, lm, reference_volume)
-    return lm
-
-
-@dataclass
-class GroupSegments:
-    """Artery-group segments read from a segmentation on a reference grid."""
-
-    image: sitk.Image  # label map 1 aorta, 2 iliac, 3 mesenteric, 4 renal
-    masks: dict  # segment id -> boolean (k, j, i) array
-    groups: dict  # segment id -> group name
-    terms: dict  # segment id -> name/colour/terminology to reuse for outputs
-
-
-def read_group_segments(node, reference_node, mapping=None):
-    """Read the group segments of ``node`` on ``reference_node``'s grid (volume node).
-
-    Overlaps are resolved so that the aorta owns the ostia, as in the networks' labels.
-    """
-    groups_of = segment_groups(node, mapping)
-    masks = {sid: mn.segment_array(node, sid, reference_node) > 0 for sid in groups_of}
-    ref = mn.image_from_volume_node(reference_node)
-    lab = np.zeros(sitk.GetArrayViewFromImage(ref).shape, np.uint8)
-    for sid, g in groups_of.items():
-        if g != "aorta":
-            lab[masks[sid]] = GROUP_LABELS[g]
-    for sid, g in groups_of.items():
-        if g == "aorta":
-            lab[masks[sid]] = 1
-    img = sitk.GetImageFromArray(lab)
-    img.CopyInformation(ref)
-    seg = node.GetSegmentation()
-    terms = {sid: _CopiedTerm(seg.GetSegment(sid), sid) for sid in groups_of}
-    return GroupSegments(img, masks, groups_of, terms)
-
-
-def write_group_segments(output_node, gs, labels, reference_node):
-    """Write each input segment restricted to its group in ``labels`` (e.g. the shortened map)."""
-    for sid, g in gs.groups.items():
-        mn.add_segment(output_node, gs.terms[sid], gs.masks[sid] & (labels == GROUP_LABELS[g]),
-                       reference_node, group=g)
 
 
 def _color_table_ids(scene):
@@ -172,7 +63,7 @@ class ArteryShorteningMRMLLogic:
                               in_place, params):
         segment_groups(node, mapping)  # a clear error before any work
         colors_before = _color_table_ids(scene)
-        tmp = _reference_labelmap(node, reference_volume)
+        tmp = reference_labelmap(node, reference_volume)
         try:
             gs = read_group_segments(node, tmp, mapping)
             res = shorten_arteries(gs.image, **params)

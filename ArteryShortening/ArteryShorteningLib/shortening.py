@@ -160,7 +160,7 @@ def shorten_arteries(groups, stump_length_mm=25.0, aorta_margin_mm=10.0, aorta_d
 
     Examples
     --------
-    >>> from CalciumScoringLib.phantoms import make_phantom
+    >>> from CalciumScoringLib.phantoms.generator import make_phantom
     >>> ph = make_phantom(0, spacing=(1.0, 1.0, 1.0), fov="vessels")
     >>> res = shorten_arteries(ph.groups, stump_length_mm=25.0)
     >>> sorted(res.branches.group.unique())

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from CalciumScoringLib.segmentation.engine import _resample, normalise
+from recipes import pad_to, window_around
 from scipy import ndimage
-
-from CalciumScoringLib.inference import _resample, normalise
-from train_models import pad_to, window_around
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRAIN_SCAN = DATA / "ts_abdomen_ct"

@@ -9,7 +9,7 @@ they did) and writes two datasets under the target folder::
     Dataset<id+1>_<name>ArteryGroups/    ... (1 aorta, 2 iliac, 3 mesenteric, 4 renal)
 
 so users can train models on their corrected data (``nnUNetv2_plan_and_preprocess``,
-``nnUNetv2_train``) and plug the results folders back in (:mod:`.models`).
+``nnUNetv2_train``) and plug the results folders back in (:mod:`..segmentation.models`).
 Segmentations are read through MRML, so any layout Slicer saves is understood.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import mrml_nodes as mn
-from .segment_terms import GROUP_LABELS
+from ..scene import nodes as mn
+from ..scene.terms import GROUP_LABELS
 
 LABELS_A = {"background": 0, "artery": 1, "calcification": 2}
 LABELS_B = {"background": 0, "aorta": 1, "iliac": 2, "mesenteric": 3, "renal": 4}
@@ -39,9 +39,8 @@ def _load_segmentation(scene, path):
 
 def read_case_labels(case_dir, ct):
     """(groups, calcium) label images on ``ct``'s grid from a case folder's .seg.nrrd files."""
-    from ArteryShorteningLib.mrml_logic import segment_groups
-
-    from .mrml_headless import Harness
+    from ..scene.groups import segment_groups
+    from ..scene.headless import Harness
 
     h = Harness()
     try:
@@ -75,7 +74,7 @@ def export_nnunet(run_dir, target, dataset_id=501, name="VascularCalcium", log=p
     for case_dir in cases:
         rec = json.loads((case_dir / "scores.json").read_text())
         src = rec["provenance"]["input"]
-        from .cohort import read_ct
+        from .runner import read_ct
 
         ct = read_ct(src)
         groups, calcium = read_case_labels(case_dir, ct)

@@ -1,6 +1,6 @@
 """Synthetic abdominal CTA phantoms with exact ground truth.
 
->>> from CalciumScoringLib.phantoms import make_phantom
+>>> from CalciumScoringLib.phantoms.generator import make_phantom
 >>> ph = make_phantom(1, spacing=(1.0, 1.0, 1.0), fov="vessels")
 >>> ph.ct.GetSize() == ph.groups.GetSize()
 True
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .phantom_anatomy import GROUP_NAMES, branch_clearance, build_anatomy
-from .phantom_plaques import place_plaques
-from .phantom_render import Grid, render_tissues, smooth_noise, tube_margin
+from .anatomy import GROUP_NAMES, branch_clearance, build_anatomy
+from .plaques import place_plaques
+from .render import Grid, render_tissues, smooth_noise, tube_margin
 
 
 @dataclass

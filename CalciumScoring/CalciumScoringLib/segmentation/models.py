@@ -8,13 +8,13 @@ A model is a folder with ``model.json`` (the model card) and a weights file
 ``license``, ``intended_use`` and optionally ``postprocessing``, ``tile_step``,
 ``mirroring`` and ``label_resampling`` (``linear``, ``bspline`` or ``nearest``).
 ``postprocessing`` may hold ``largest_component``, ``tree_of``, ``brighter_than`` and
-``refine_by_hu`` (see :mod:`.inference` and :mod:`.calcium_refine`).
+``refine_by_hu`` (see :mod:`.engine` and :mod:`.refine`).
 
 Bundled models live in ``CalciumScoring/Resources/Models/<name>/``; users add
 folders with :func:`register` or the ``VASCULAR_CALCIUM_MODELS`` environment
 variable (folders separated by the path separator).  nnU-Net v2 results folders
 (``dataset.json`` + ``plans.json`` + ``fold_*``) are recognised too and run
-through ``nnunetv2`` (see :mod:`.nnunet`).
+through ``nnunetv2`` (:func:`nnunet_info` here; the run in :mod:`.nnunet`).
 """
 
 import hashlib
@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .segment_terms import resources_dir
+from ..resources import resources_dir
 
 REQUIRED = ("name", "version", "labels", "spacing_mm", "normalization", "patch_size",
             "architecture", "weights", "sha256", "license", "intended_use")
@@ -122,6 +122,26 @@ def verify_weights(folder, card):
     return w
 
 
+def nnunet_info(folder):
+    """The :class:`ModelInfo` of an nnU-Net v2 results folder (``dataset.json``, ``plans.json``,
+    ``fold_*/checkpoint_final.pth``); raises :class:`ModelError`."""
+    folder = Path(folder)
+    try:
+        ds = json.loads((folder / "dataset.json").read_text())
+        json.loads((folder / "plans.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{folder} is not an nnU-Net results folder: {exc}") from exc
+    folds = sorted(p.name for p in folder.glob("fold_*") if (p / "checkpoint_final.pth").exists())
+    if not folds:
+        raise ModelError(f"{folder} has no fold_*/checkpoint_final.pth")
+    labels = {str(v): k for k, v in ds.get("labels", {}).items() if int(v) != 0}
+    name = ds.get("name") or folder.name
+    card = {"name": name, "version": "nnU-Net v2", "labels": labels, "folds": folds,
+            "license": ds.get("licence", ds.get("license", "see dataset.json")),
+            "intended_use": "research"}
+    return ModelInfo(name, "nnU-Net v2", labels, folder, "nnunet", card)
+
+
 def register(folder):
     """Add a user model folder (or a folder of model folders) to the registry."""
     folder = Path(folder).resolve()
@@ -158,8 +178,6 @@ def list_models():
                 info = ModelInfo(card["name"], str(card["version"]), dict(card["labels"]),
                                  folder, kind, card)
             elif (folder / "dataset.json").exists():
-                from .nnunet import nnunet_info
-
                 info = nnunet_info(folder)
             else:
                 continue
@@ -183,8 +201,6 @@ def find_model(model):
     p = Path(str(model))
     if p.is_dir():
         if (p / "dataset.json").exists() and not (p / "model.json").exists():
-            from .nnunet import nnunet_info
-
             return nnunet_info(p)
         card = read_card(p)
         return ModelInfo(card["name"], str(card["version"]), dict(card["labels"]), p, "user", card)

@@ -6,8 +6,8 @@ colours, terminology and geometry are exactly what Slicer reads.
 
 from pathlib import Path
 
-from . import mrml_nodes as mn
-from . import segment_terms as st
+from ..scene import nodes as mn
+from ..scene import terms as st
 
 
 def _write_segmentation(node, path):
@@ -24,7 +24,7 @@ def write_case_scene(out_dir, name, ct, groups_full, groups_short, calcium, scor
     """
     import SimpleITK as sitk
 
-    from .mrml_headless import Harness
+    from ..scene.headless import Harness
 
     out = Path(out_dir)
     h = Harness()

@@ -24,9 +24,10 @@ Steps (each reported to ``progress(fraction, stage)``):
 8. where the card asks for it (``"refine_by_hu"``): the voxels in a band around that
    label, and around the artery voxels clearly brighter than the lumen, re-decided at the
    input grid's resolution from their HU by the model's small classifier
-   (:mod:`.calcium_refine`).
+   (:mod:`.refine`).
 
->>> from CalciumScoringLib.inference import list_models, segment  # doctest: +SKIP
+>>> from CalciumScoringLib.segmentation.models import list_models  # doctest: +SKIP
+>>> from CalciumScoringLib.segmentation.engine import segment  # doctest: +SKIP
 >>> labels = segment(ct, "artery-groups", threads=2)              # doctest: +SKIP
 """
 
@@ -34,13 +35,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .calcium_refine import REFINER_PREFIX, load_refiner, lumen_level, refine_on_grid
-from .imagecheck import crop_box
-from .models import ModelError, find_model, list_models, verify_weights  # noqa: F401
-
-
-class Cancelled(RuntimeError):
-    """Raised when ``cancel()`` returned True; nothing was produced."""
+from ..errors import Cancelled
+from ..imagecheck import crop_box
+from .models import ModelError, find_model, verify_weights
+from .refine import REFINER_PREFIX, load_refiner, lumen_level, refine_on_grid
 
 
 def _resample(image, spacing, interpolator, default):
@@ -310,7 +308,7 @@ def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, m
 
 
 def refiner_inputs(ct, model, label=2, reference=1, threads=None, roi=None, roi_margin_mm=10.0):
-    """What ``refine_by_hu`` starts from on ``ct``, for fitting it (scripts/fit_refiner.py):
+    """What ``refine_by_hu`` starts from on ``ct``, for fitting it (training/fit_refiner.py):
     ``(labels, {label: p, reference: p}, lo)``, the labels of :func:`segment` before the
     refinement and the two class probabilities on ``ct[lo:hi]``; ``None`` if nothing found."""
     return _segment(ct, model, "cpu", threads, None, None, None, roi, roi_margin_mm,

@@ -1,6 +1,6 @@
 """Calcification scores per artery group, per side and combined (../shared/METHOD.md §1, §3-5).
 
->>> from CalciumScoringLib.phantoms import make_phantom
+>>> from CalciumScoringLib.phantoms.generator import make_phantom
 >>> import SimpleITK as sitk
 >>> ph = make_phantom(0, spacing=(1.0, 1.0, 1.0), fov="vessels")
 >>> res = score(ph.ct, ph.groups, ph.arteries == 2)
@@ -22,7 +22,7 @@ Definitions:
   its whole size counts there.  ``cluster_mean_mm3`` is 0 when there is none.
 - left/right: iliac and renal voxels left (LPS +x) or right of the aorta's
   centre at their height (at the bifurcation for the iliacs).
-- Agatston, volume and mass scores: :mod:`CalciumScoringLib.agatston`; lesions are
+- Agatston, volume and mass scores: :mod:`CalciumScoringLib.scoring.agatston`; lesions are
   attributed to groups like clusters.
 """
 
@@ -34,9 +34,9 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
-from . import __version__
+from .. import __version__
+from ..imagecheck import as_mask, check_same_grid, crop_box, label_values
 from . import agatston as ag
-from .imagecheck import as_mask, check_same_grid, crop_box, label_values
 
 GROUPS = {"aorta": 1, "iliac": 2, "mesenteric": 3, "renal": 4}
 SIDED = ("iliac", "renal")

@@ -130,7 +130,7 @@ def comparison_figure(path, ct, reference, test, title="", labels=None):
                 for m in (reference, test))
     agree = np.select([(ref > 0) & (tst > 0), ref > 0, tst > 0], [1, 2, 3], 0)
     if labels:
-        from .validation import overlap
+        from ..validation.evaluate import overlap
 
         a, b = sitk.GetArrayViewFromImage(test), sitk.GetArrayViewFromImage(reference)
         dice = [f"{name} {overlap(a == v, b == v)['dice']:.2f}"

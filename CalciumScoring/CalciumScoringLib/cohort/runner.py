@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from . import __version__
-from . import qc
+from .. import __version__
+from ..qc import checks as qc
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
@@ -169,11 +169,12 @@ def _artery_groups(case, ct, o):
             {"source": case.groups}
     model = o.groups_model
     if model == "auto":
-        from .models import bundled_model
+        from ..segmentation.models import bundled_model
 
         model = bundled_model("artery-groups")
     if model:
-        from .inference import find_model, segment
+        from ..segmentation.engine import segment
+        from ..segmentation.models import find_model
 
         info = find_model(model)
         lab = segment(ct, info, device=o.device, threads=o.threads)
@@ -185,13 +186,14 @@ def _artery_groups(case, ct, o):
 
 
 def _calcium(case, ct, groups, o):
-    from . import thresholds
+    from ..scoring import thresholds
 
     if case.calcium:
         return sitk.Cast(_on_grid(read_ct(case.calcium), ct, "calcium") > 0, sitk.sitkUInt8), \
             {"source": case.calcium}
     if o.calcium_model:
-        from .inference import find_model, segment
+        from ..segmentation.engine import segment
+        from ..segmentation.models import find_model
 
         info = find_model(o.calcium_model)
         lab = segment(ct, info, device=o.device, threads=o.threads, roi=groups > 0)  # cascade
@@ -208,8 +210,8 @@ def process_case(case, out_root, options):
     """Process one case into ``out_root/<case_id>/``; returns a summary dict (never raises)."""
     from ArteryShorteningLib import shorten_arteries
 
+    from ..scoring.scores import attach_to_shortened, score
     from .figures import case_figure
-    from .scoring import attach_to_shortened, score
 
     case, o = Case(**case) if isinstance(case, dict) else case, \
         Options(**options) if isinstance(options, dict) else options
@@ -249,7 +251,7 @@ def process_case(case, out_root, options):
         table.to_csv(tmp / "scores.csv", index=False)
         if o.scene:
             try:
-                from .case_export import write_case_scene
+                from .export_scene import write_case_scene
 
                 write_case_scene(tmp, case.case_id, ct, groups, short.labelmap, calcium,
                                  result.table, prov)

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Train the bundled networks on randomised phantoms (2 CPU cores; checkpoints and resumes).
 
-    python scripts/train_models.py artery-groups --minutes 40
-    python scripts/train_models.py arteries-calcium --minutes 40
-    python scripts/train_models.py artery-groups --export   # write the model folder + card
+    python training/train_models.py artery-groups --minutes 40
+    python training/train_models.py arteries-calcium --minutes 40
+    python training/train_models.py artery-groups --export   # write the model folder + card
 
-Not installed into Slicer.  Training data: phantoms (CalciumScoringLib.phantoms) with
+Not installed into Slicer.  Training data: phantoms (CalciumScoringLib.phantoms.generator) with
 strong randomisation of what differs between scanners and patients (contrast level,
 tissue intensities, noise, blur, bias field, slice spacing, field of view, gas, oral
 contrast, metal, anatomy).  Seeds >= 100000 are never used for training: they are the
@@ -20,115 +20,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
-
-from CalciumScoringLib.inference import _resample, normalise
-from CalciumScoringLib.models import save_model
-from CalciumScoringLib.networks import UNet3D
-from CalciumScoringLib.phantoms import make_phantom
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {
-    "artery-groups": {"labels": {"1": "aorta", "2": "iliac", "3": "mesenteric", "4": "renal"},
-                      "spacing_mm": [2.0, 2.0, 2.0], "patch_size": [64, 64, 64],
-                      "features": [8, 16, 32, 64], "tile_step": 0.75, "target": "groups",
-                      "postprocessing": {"largest_component": [1], "tree_of": 1}},
-    "arteries-calcium": {"labels": {"1": "artery", "2": "calcification"},
-                         "spacing_mm": [1.0, 1.0, 1.0], "patch_size": [48, 48, 48],
-                         "features": [12, 24, 48, 96], "tile_step": 0.75, "target": "arteries",
-                         "version_prefix": "0.2",  # 0.2: with the brighter_than rule
-                         # calcium must be denser than the contrast lumen (the margin chosen
-                         # on the validation seeds among 0, 50 and 100 HU)
-                         "postprocessing": {"largest_component": [1], "brighter_than": {
-                             "label": 2, "reference": 1, "margin_hu": 50.0}},
-                         "ce_weights": [1.0, 1.0, 1.0], "decay_iterations": 9200, "lr": 9.89e-4,
-                         "history": "iterations 0-370 on 64^3 patches; 957-2300 cross-entropy "
-                                    "weight 3 on calcification (calcium is ~0.2 % of a patch and "
-                                    "had not emerged), then 1 (weight 3 over-called calcium by "
-                                    "10-25 % on held-out phantoms); learning rate decayed over "
-                                    "20000 iterations until 2124, annealed to 6500 until 2820, then to 5400 "
-                                    "until 4548, then from the same rate (3.16e-4) to 7400 until 6874, "
-                                    "then restarted at 2.5e-4 to 9200 (floor from 8940), stopped at 9236"},
-}
-# arteries-calcium: the bundled weights are iteration 6874 (0.2.6874 = 0.1.6874 plus the
-# brighter_than rule; 0.3.6874 = 0.2.6874 plus the refine_by_hu classifier of
-# scripts/fit_refiner.py, which --export here does not write: run fit_refiner.py --export
-# after it; 0.4.6874: the classifier's wider band and five-member ensemble).  The run on
-# to 9236 (restart at lr 2.5e-4) measured held-out
-# calcification Dice 0.749 (0.754 at 6874, both without the rule) and a pooled calcified
-# volume further below the truth, so it was not bundled.  The committed
-# training/arteries-calcium/checkpoint.pt is iteration 9236; the 6874 weights are the
-# bundled safetensors.
-# Experiment: the artery-groups network fine-tuned with the real (non-contrast,
-# aorta/iliac-labelled) scan beside the phantoms (scripts/real_finetune.py).  With one real
-# scan it memorises that scan (training/artery-groups-real/log.txt): the held-out real series
-# got worse, so the bundled artery-groups is NOT this.  Kept for when more labelled real
-# scans are available; would export as artery-groups 0.2.x.
-CONFIGS["artery-groups-real"] = dict(
-    CONFIGS["artery-groups"], real=True, init_from="artery-groups", export_as="artery-groups",
-    version_prefix="0.2", lr=5e-4,
-    history="3590 iterations on phantoms alone (artery-groups 0.1.3590), then fine-tuned at "
-            "lr 5e-4 with one patch of the real scan per batch beside two phantom patches")
-NORM = {"type": "ct", "clip": [-1024.0, 2000.0], "mean": 100.0, "std": 300.0}
-VALIDATION_SEEDS = list(range(100000, 100006))  # held out; they chose the checkpoint to bundle
-TEST_SEEDS = list(range(100006, 100012))  # held out and never used for any choice
-RANDOMISATION = ("per phantom: in-plane spacing 0.7-1.0 mm, slice spacing 0.625-3 mm; lumen "
-                 "150-650 HU (15 %: 20-150 HU, no contrast); noise SD 5-35 HU; partial-volume "
-                 "blur 0.3-1.2 mm; bias field 0-40 HU; 0-7 gas bubbles; 0-2 oral contrast "
-                 "loops; metal implant 15 %; accessory renal artery 30 %; 4-29 plaques of "
-                 "250-1500 HU; field of view margin 20-60 mm around the arteries; anatomy "
-                 "(diameters, lengths, take-off angles, tortuosity) from the phantom generator")
-
-
-def random_options(rng):
-    """Scanner and patient variation drawn per training phantom."""
-    return dict(
-        spacing=tuple(rng.choice([0.7, 0.8, 0.9, 1.0], 1).tolist() * 2 + [float(rng.choice([0.625, 1.0, 1.5, 2.0, 3.0]))]),
-        # mostly arterial-phase CTA; 15 % without contrast so the artery groups are also
-        # found by shape (real non-contrast scans, failed bolus)
-        lumen_hu=float(rng.uniform(150, 650) if rng.random() > 0.15 else rng.uniform(20, 150)),
-        noise_hu=float(rng.uniform(5, 35)),
-        pv_sigma_mm=float(rng.uniform(0.3, 1.2)), bias_hu=float(rng.uniform(0, 40)),
-        gas_bubbles=int(rng.integers(0, 8)), oral_contrast=int(rng.integers(0, 3)),
-        metal=bool(rng.random() < 0.15), accessory_renal=bool(rng.random() < 0.3),
-        n_plaques=int(rng.integers(4, 30)), fov="vessels", margin_mm=float(rng.uniform(20, 60)),
-        plaque_hu=(250.0, 1500.0))
-
-
-def held_out_options(seed):
-    """Validation settings: the training distribution, but on voxel grids never used in
-    training (in-plane 0.75/0.85/0.95 mm, slices 0.8/1.25/2.5 mm)."""
-    rng = np.random.default_rng(seed)
-    o = random_options(rng)
-    o["spacing"] = (float(rng.choice([0.75, 0.85, 0.95])),) * 2 + (float(rng.choice([0.8, 1.25, 2.5])),)
-    return o
-
-
-def sample(seed, cfg, rng=None):
-    """(image array normalised, target array) of one phantom on the model grid."""
-    rng = rng or np.random.default_rng(seed)
-    o = random_options(rng)
-    spacing = o.pop("spacing")
-    ph = make_phantom(seed, spacing=spacing, **o)
-    ct = _resample(sitk.Cast(ph.ct, sitk.sitkFloat32), cfg["spacing_mm"], sitk.sitkLinear, -1024.0)
-    tgt = sitk.Resample(getattr(ph, cfg["target"]), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    return normalise(sitk.GetArrayFromImage(ct), NORM), sitk.GetArrayFromImage(tgt).astype(np.int64)
-
-
-def pad_to(patch, arrays, values):
-    """``arrays`` padded at their far ends to at least ``patch`` (one value each)."""
-    pads = [(0, max(q - n, 0)) for q, n in zip(patch, arrays[0].shape)]
-    return [np.pad(a, pads, constant_values=v) for a, v in zip(arrays, values)]
-
-
-def window_around(centre, patch, shape, rng):
-    """Slices of a ``patch`` window inside ``shape`` around ``centre``, moved by up to a
-    quarter patch per axis."""
-    start = [int(np.clip(ci - q // 2 + rng.integers(-q // 4, q // 4 + 1), 0, n - q))
-             for ci, q, n in zip(centre, patch, shape)]
-    return tuple(slice(s, s + q) for s, q in zip(start, patch))
+from CalciumScoringLib.segmentation.models import save_model
+from CalciumScoringLib.segmentation.networks import UNet3D
+from recipes import (
+    CONFIGS,
+    NORM,
+    RANDOMISATION,
+    ROOT,
+    TEST_SEEDS,
+    VALIDATION_SEEDS,
+    pad_to,
+    sample,
+    window_around,
+)
 
 
 def patch_of(x, y, patch, rng, fg_prob=0.7):
@@ -227,7 +133,7 @@ def export(name, log, out_dir=None):
     cfg = CONFIGS[name]
     saved = torch.load(ROOT / "training" / name / "checkpoint.pt", weights_only=False)
     out_name = cfg.get("export_as", name)
-    data = "synthetic phantoms (CalciumScoringLib.phantoms), randomised"
+    data = "synthetic phantoms (CalciumScoringLib.phantoms.generator), randomised"
     if cfg.get("real"):
         data += ("; plus the real non-contrast abdomen CT ts_abdomen_ct (TotalSegmentator example "
                  "case, CC BY 4.0; its automatic aorta/iliac labels, marginal loss for the "
@@ -241,7 +147,7 @@ def export(name, log, out_dir=None):
                                                           "features": cfg["features"]}},
             "training": {"data": data,
                          "randomisation": RANDOMISATION,
-                         "recipe": f"scripts/train_models.py: AdamW (lr {cfg.get('lr', 2e-3):g} decaying linearly "
+                         "recipe": f"training/train_models.py: AdamW (lr {cfg.get('lr', 2e-3):g} decaying linearly "
                                    f"to 0 at iteration {cfg.get('decay_iterations', 20000)}, floor 5 %; "
                                    "weight decay 1e-4), "
                                    "batch 2 patches (70 % centred on a label, classes balanced), "

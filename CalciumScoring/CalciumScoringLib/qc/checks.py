@@ -99,7 +99,7 @@ def clean_ct(ct):
 def _metal_near(arr, arteries, spacing_kji, distance_mm):
     from scipy import ndimage
 
-    from .imagecheck import crop_box
+    from ..imagecheck import crop_box
 
     pad = [int(np.ceil(distance_mm / s)) for s in spacing_kji]
     box = crop_box(arteries, pad=0)

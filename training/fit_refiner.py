@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Fit the ``refine_by_hu`` classifier of a bundled model on training phantoms.
 
-    python scripts/fit_refiner.py arteries-calcium --phantoms 30          # fit, report
-    python scripts/fit_refiner.py arteries-calcium --phantoms 30 --export # and bundle it
+    python training/fit_refiner.py arteries-calcium --phantoms 30          # fit, report
+    python training/fit_refiner.py arteries-calcium --phantoms 30 --export # and bundle it
 
 Not installed into Slicer.  The model's network (its bundled weights) runs on phantoms
 drawn like its training data (``train_models.random_options``, seeds 200000 and up: never
-used for training, validation or test) exactly as ``inference.segment`` runs it; the
-features of :mod:`CalciumScoringLib.calcium_refine` and the true calcium of each band
+used for training, validation or test) exactly as ``segmentation.engine.segment`` runs it; the
+features of :mod:`CalciumScoringLib.segmentation.refine` and the true calcium of each band
 voxel are cached in ``training/<model>/refiner/`` (resumable).  The classifier is an
 ensemble of MEMBERS perceptrons (two hidden layers of 32) fitted from seeds 0, 1, ...
 ``--export`` adds it to the model's safetensors (keys ``refine.*``; the network weights
@@ -22,17 +22,20 @@ import json
 import time
 from pathlib import Path
 
+import evaluate_models as em
 import numpy as np
+import recipes as tm
 import SimpleITK as sitk
 import torch
-
-import evaluate_models as em
-import train_models as tm
-from CalciumScoringLib.calcium_refine import (FEATURES, REFINER_PREFIX, band_features,
-                                              refine_problem)
-from CalciumScoringLib.inference import refiner_inputs
-from CalciumScoringLib.models import find_model, read_card, save_model
-from CalciumScoringLib.phantoms import make_phantom
+from CalciumScoringLib.phantoms.generator import make_phantom
+from CalciumScoringLib.segmentation.engine import refiner_inputs
+from CalciumScoringLib.segmentation.models import find_model, read_card, save_model
+from CalciumScoringLib.segmentation.refine import (
+    FEATURES,
+    REFINER_PREFIX,
+    band_features,
+    refine_problem,
+)
 
 SEED0 = 200000
 RULE = {"label": 2, "reference": 1, "threshold": 0.5}
@@ -62,7 +65,7 @@ def case(folder, seed, threads=2):
 
 
 def fit(X, y, hidden=32, epochs=60, seed=0, log=print):
-    """Perceptron parameters (numpy, the keys of ``calcium_refine.mlp_probability``)."""
+    """Perceptron parameters (numpy, the keys of ``segmentation.refine.mlp_probability``)."""
     torch.manual_seed(seed)
     mean, scale = X.mean(0), X.std(0) + 1e-6
     xt = torch.from_numpy(((X - mean) / scale).astype(np.float32))
@@ -123,7 +126,7 @@ def export(name, folder, params, n_phantoms, log, out_dir=None):
         f"probabilities averaged) on the features {list(FEATURES)} of the band voxels of "
         f"{n_phantoms} training-distribution phantoms (seeds {SEED0}-{SEED0 + n_phantoms - 1}), "
         "the network run as segment() runs it; binary cross-entropy, Adam 3e-3, 60 epochs, "
-        "seeds 0, 1, ... (scripts/fit_refiner.py)")
+        "seeds 0, 1, ... (training/fit_refiner.py)")
     cfg = tm.CONFIGS[name]
     folder = Path(out_dir) if out_dir else folder
     save_model(folder, state, card)

@@ -15,7 +15,7 @@ Per case, both artery segmentations are shortened with identical parameters, the
   calcium detection from artery segmentation).
 
 :func:`summarise` then gives, per method, region and score, the agreement with the
-reference (:func:`CalciumScoringLib.agreement.agreement`) and Cohen's kappa on risk
+reference (:func:`CalciumScoringLib.validation.agreement.agreement`) and Cohen's kappa on risk
 categories.  A case that fails (missing file, mismatched grid, ...) is recorded in
 ``errors`` and the rest of the cohort is still evaluated.
 """
@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from ..imagecheck import check_same_grid
+from ..scoring import thresholds
+from ..scoring.scores import GROUPS, score
 from . import agreement as agr
-from . import thresholds
-from .imagecheck import check_same_grid
-from .scoring import GROUPS, score
 
 SCORES = ["burden", "calcium_volume_mm3", "cluster_count", "cluster_mean_mm3", "agatston",
           "volume_score_mm3"]

@@ -7,7 +7,7 @@ calcification Dice of about 0.87 on 0.75-0.95 mm grids).  The CT itself shows th
 its resolution: a voxel is calcium when its HU lies above about half way between the
 plaque's peak and what surrounds it (the contrast lumen on one side, the wall and fat on
 the other).  A small per-voxel classifier (a perceptron with two hidden layers, fitted on
-training phantoms by ``scripts/fit_refiner.py``) makes that decision from the features
+training phantoms by ``training/fit_refiner.py``) makes that decision from the features
 below, in a band around the calcium the network found (two voxels beyond it, plus where
 its calcium probability exceeds 0.1) and around the artery voxels brighter than the lumen
 by ``CANDIDATE_HU`` that the network left out (it can miss a plaque only ~100 HU above
@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .imagecheck import crop_box
+from ..imagecheck import crop_box
 
 #: classifier inputs, in order (HU features relative to the lumen ``L`` = median of the
 #: reference label's core, in units of 100 HU; the plaque ``peak`` = the maximum of the
@@ -167,7 +167,7 @@ def refine_problem(labels, ct, probs, lo, label, reference):
     ``ct``) covers ``label`` and where its probability exceeds 0.1, with 3 mm and two
     voxels of margin; the arrays are cut to it.  ``None`` when there is nothing to refine
     or no lumen to compare with.  ``probs``/``lo`` as returned by
-    ``inference.labels_on_grid(..., keep=(label, reference))``.
+    ``engine.labels_on_grid(..., keep=(label, reference))``.
     """
     lab = sitk.GetArrayViewFromImage(labels)
     hu = sitk.GetArrayViewFromImage(ct)
@@ -222,10 +222,10 @@ def load_refiner(info):
     if missing:
         raise ModelError(f"{info.folder}: the card asks for refine_by_hu but the weights lack "
                          f"{[REFINER_PREFIX + k for k in missing]}; re-export the model "
-                         "(scripts/fit_refiner.py) or drop refine_by_hu from the card")
+                         "(training/fit_refiner.py) or drop refine_by_hu from the card")
     if params["mean"].shape != (len(FEATURES),):
         raise ModelError(f"{info.folder}: its refine_by_hu classifier takes "
                          f"{params['mean'].shape[-1]} features, this version computes "
-                         f"{len(FEATURES)}; refit it (scripts/fit_refiner.py --export) or drop "
+                         f"{len(FEATURES)}; refit it (training/fit_refiner.py --export) or drop "
                          "refine_by_hu from the card")
     return params

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 import SimpleITK as sitk
 
-from . import mrml_nodes as mn
-from .scoring import attach_to_shortened
+from ..phantoms.generator import make_phantom
+from ..scoring.scores import attach_to_shortened
+from . import nodes as mn
+from . import terms as st
 from .runs import RUN_NEW, last_run, save_run
-from . import segment_terms as st
-from .phantoms import make_phantom
 
 
 @dataclass
@@ -100,7 +100,7 @@ class CalciumScoringPipeline:
         volume = mn.volume_node_from_image(scene, ph.ct, name)
         groups = mn.segmentation_node_from_labelmap(scene, ph.groups, st.group_segments(),
                                                     volume, f"{name} artery groups")
-        prov = {"source": "CalciumScoringLib.phantoms.make_phantom", "seed": seed,
+        prov = {"source": "CalciumScoringLib.phantoms.generator.make_phantom", "seed": seed,
                 "spacing": list(spacing), "options": {k: repr(v) for k, v in options.items()}}
         mn.set_provenance(volume, prov)
         mn.set_provenance(groups, prov)
@@ -112,8 +112,8 @@ class CalciumScoringPipeline:
         """Segment (if a model is given), shorten, find calcification, score.
 
         ``artery_groups`` is a segmentation node or a model name/folder (see
-        :mod:`.models`), whose output becomes "<volume> arteries".  ``calcium`` is a
-        threshold method name (see :mod:`.thresholds`), a model name (label 2 =
+        :mod:`..segmentation.models`), whose output becomes "<volume> arteries".  ``calcium`` is a
+        threshold method name (see :mod:`..scoring.thresholds`), a model name (label 2 =
         calcification) or a segmentation node whose segments are all calcification
         (used as it is, no copy).  ``params`` go to the shortening
         (``stump_length_mm``, ``aorta_margin_mm``, ...).  ``cancel()`` is checked between
@@ -137,9 +137,8 @@ class CalciumScoringPipeline:
     def prepare(self, volume, artery_groups, calcium="adaptive", mapping=None, shortened=None,
                 overwrite_edited=False, device="cpu", **params):
         """Read everything the computation needs from the scene (main thread): a :class:`Job`."""
-        from ArteryShorteningLib.mrml_logic import read_group_segments
-
-        from . import thresholds
+        from ..scoring import thresholds
+        from .groups import read_group_segments
 
         if volume is None or artery_groups is None:
             raise ValueError("select a CTA volume and an artery source (segmentation or model)")
@@ -160,7 +159,7 @@ class CalciumScoringPipeline:
             if calcium == "idealised":
                 raise ValueError("the idealised threshold needs a reference: use validation")
             if calcium not in thresholds.METHODS:
-                from .models import find_model
+                from ..segmentation.models import find_model
 
                 try:
                     find_model(calcium)
@@ -181,9 +180,11 @@ class CalciumScoringPipeline:
         """Networks, shortening, calcification and scores on images only (any thread)."""
         from ArteryShorteningLib import shorten_arteries
 
-        from . import thresholds
-        from .inference import Cancelled, find_model, segment
-        from .scoring import score
+        from ..errors import Cancelled
+        from ..scoring import thresholds
+        from ..scoring.scores import score
+        from ..segmentation.engine import segment
+        from ..segmentation.models import find_model
 
         report = progress or (lambda f, s: None)
 
@@ -234,7 +235,7 @@ class CalciumScoringPipeline:
 
     def publish(self, volume, job, c, shortened=None, table=None):
         """Create (or update) the output nodes of a computed run (main thread)."""
-        from ArteryShorteningLib.mrml_logic import write_group_segments
+        from .groups import write_group_segments
 
         scene, name = volume.GetScene(), job.name
         created = []
@@ -339,9 +340,8 @@ class CalciumScoringPipeline:
         """
         import SimpleITK as sitk
 
-        from ArteryShorteningLib.mrml_logic import segment_groups
-
-        from .validation import evaluate_case
+        from ..validation.evaluate import evaluate_case
+        from .groups import segment_groups
 
         def groups_image(node):
             to_value = {sid: st.GROUP_LABELS[g] for sid, g in segment_groups(node).items()}

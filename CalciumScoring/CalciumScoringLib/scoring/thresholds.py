@@ -27,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .imagecheck import as_mask, binary_image, check_same_grid, crop_box
+from ..imagecheck import as_mask, binary_image, check_same_grid, crop_box
 
 
 def _inputs(ct, arteries_mask):

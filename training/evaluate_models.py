@@ -1,7 +1,7 @@
 """Held-out metrics of the bundled networks (used by train_models.py and fit_refiner.py).
 
 ``evaluate`` measures a model folder on the held-out phantoms (validation or test seeds
-of ``train_models``), with the baselines the study compares against (adaptive and
+of ``recipes``), with the baselines the study compares against (adaptive and
 idealised thresholds) and what the model grid alone allows; ``evaluate_real`` on the
 labelled real scans of ../shared/data.  Not installed into Slicer.
 """
@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-
-from CalciumScoringLib.inference import segment
-from CalciumScoringLib.phantom_anatomy import GROUP_NAMES
-from CalciumScoringLib.phantoms import make_phantom
-from CalciumScoringLib.validation import overlap
-from train_models import ROOT, VALIDATION_SEEDS, held_out_options
+from CalciumScoringLib.phantoms.anatomy import GROUP_NAMES
+from CalciumScoringLib.phantoms.generator import make_phantom
+from CalciumScoringLib.segmentation.engine import segment
+from CalciumScoringLib.validation.evaluate import overlap
+from recipes import ROOT, VALIDATION_SEEDS, held_out_options
 
 
 def model_grid_bound(ph, seed, options, cfg, interpolation="linear"):
@@ -23,7 +22,7 @@ def model_grid_bound(ph, seed, options, cfg, interpolation="linear"):
     model grid, taken to the case's grid as segment() does.  What the model spacing alone
     costs (a 1 mm model: about 0.87 on the held-out grids); ``None`` if the plaques do not
     fit on the model grid."""
-    from CalciumScoringLib.inference import INTERPOLATORS
+    from CalciumScoringLib.segmentation.engine import INTERPOLATORS
 
     specs = [{k: p[k] for k in ("branch", "arc_mm", "angle_deg", "radius_mm", "hu")}
              for p in ph.meta["plaques"]]
@@ -71,7 +70,7 @@ def visible_calcium(ph, lumen_hu, pred, margin_hu=MARGIN_HU):
 def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
     """Dice per label (and calcified volume error per group for the calcium model) on the
     held-out phantoms ``seeds``."""
-    from CalciumScoringLib.scoring import score
+    from CalciumScoringLib.scoring.scores import score
 
     dices = {k: [] for k in cfg["labels"]}
     vol_err = {g: [] for g in GROUP_NAMES.values()}
@@ -93,7 +92,7 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
             a, b = pred == int(k), ref == int(k)
             dices[k].append(overlap(a, b)["dice"])
         if cfg["target"] == "arteries":  # calcified volume per group, on the true groups
-            from CalciumScoringLib.thresholds import adaptive, idealised
+            from CalciumScoringLib.scoring.thresholds import adaptive, idealised
 
             vis, hid, vols = visible_calcium(ph, o["lumen_hu"], pred == 2)
             base["visible"].append(vis)
@@ -163,8 +162,8 @@ def evaluate_real(folder, cfg, log, out_png=None):
     data = ROOT.parent / "shared" / "data"
     if not data.is_dir():
         return {}
-    from CalciumScoringLib.cohort import read_ct
-    from CalciumScoringLib.figures import comparison_figure
+    from CalciumScoringLib.cohort.figures import comparison_figure
+    from CalciumScoringLib.cohort.runner import read_ct
     from real_finetune import with_contrast
 
     res = {}

@@ -8,10 +8,10 @@ share one definition.
 """
 
 import csv
-import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+
+from ..resources import resources_dir
 
 #: Model B label values (../shared/METHOD.md §1)
 GROUP_LABELS = {"aorta": 1, "iliac": 2, "mesenteric": 3, "renal": 4}
@@ -20,20 +20,6 @@ ARTERY_LABELS = {"artery": 1, "calcification": 2}
 
 _CONTEXT = "Segmentation category and type - DICOM master list"
 _REGION_CONTEXT = "Anatomic codes - DICOM master list"
-
-
-def resources_dir():
-    """The CalciumScoring module's ``Resources`` folder (override: ``VASCULAR_CALCIUM_RESOURCES``).
-
-    In Slicer and in a source checkout it sits beside ``CalciumScoringLib``; a pip-installed
-    wheel carries a copy inside the package (``CalciumScoringLib/Resources``).
-    """
-    env = os.environ.get("VASCULAR_CALCIUM_RESOURCES")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    beside = here.parent / "Resources"
-    return beside if (beside / "ColorTables").is_dir() else here / "Resources"
 
 
 @dataclass(frozen=True)

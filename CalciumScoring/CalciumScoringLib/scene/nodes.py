@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 
-from .segment_terms import GROUP_LABELS, SegmentTerm
+from .terms import GROUP_LABELS, SegmentTerm
 
 PROVENANCE_ATTRIBUTE = "VascularCalcium.Provenance"
 #: segment tag naming the artery group a segment belongs to (aorta, iliac, mesenteric, renal)

@@ -10,7 +10,7 @@ artery group, so cluster counts and per-group volumes are known exactly.
 import numpy as np
 from scipy import ndimage
 
-from .phantom_anatomy import GROUP_NAMES
+from .anatomy import GROUP_NAMES
 
 #: how often each group receives a random plaque
 GROUP_WEIGHTS = {1: 0.45, 2: 0.30, 3: 0.12, 4: 0.13}

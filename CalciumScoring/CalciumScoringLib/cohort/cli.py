@@ -16,11 +16,11 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from . import __version__
+from .. import __version__
 
 
 def _options(args):
-    from .cohort import Options
+    from .runner import Options
 
     gm = getattr(args, "groups_model", None)
     return Options(groups_model=None if gm in (None, "none") else gm,
@@ -33,9 +33,9 @@ def _options(args):
 def cmd_demo(args):
     import pandas as pd
 
-    from .cohort import Case, process_case
-    from .phantoms import make_phantom
-    from .scoring import score
+    from ..phantoms.generator import make_phantom
+    from ..scoring.scores import score
+    from .runner import Case, process_case
 
     out = Path(args.output)
     inputs = out / "input"
@@ -49,7 +49,7 @@ def cmd_demo(args):
     sitk.WriteImage(ph.arteries, str(inputs / "arteries_calcium_reference.nii.gz"))
     meta = {k: v for k, v in ph.meta.items() if k != "branches"}
     (inputs / "phantom.json").write_text(json.dumps(meta, indent=2, default=str))
-    from .models import bundled_model
+    from ..segmentation.models import bundled_model
 
     options = _options(args)
     groups_net, calcium_net = bundled_model("artery-groups"), bundled_model("arteries-calcium")
@@ -85,7 +85,7 @@ def cmd_demo(args):
     if case.groups is None:
         full = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "arteries_full.nii.gz")))
         ref = sitk.GetArrayFromImage(ph.groups)
-        from .validation import overlap
+        from ..validation.evaluate import overlap
 
         dice = {g: overlap(full == v, ref == v)["dice"]
                 for v, g in ((1, "aorta"), (2, "iliac"), (3, "mesenteric"), (4, "renal"))}
@@ -101,7 +101,7 @@ def cmd_demo(args):
 
 
 def cmd_run(args):
-    from .cohort import discover, run_cohort
+    from .runner import discover, run_cohort
 
     try:
         cases = discover(args.input)
@@ -128,7 +128,7 @@ def cmd_run(args):
     ok = [s for s in summaries if s["status"] != "failed"]
     print(f"done: {len(ok)} ok/skipped, {len(failed)} failed; outputs in {args.output}")
     if args.export_nnunet:
-        from .nnunet_export import export_nnunet
+        from .export_nnunet import export_nnunet
 
         for ds in export_nnunet(args.output, args.export_nnunet, args.dataset_id,
                                 log=lambda m: print(m, flush=True)):
@@ -137,8 +137,8 @@ def cmd_run(args):
 
 
 def cmd_validate(args):
-    from .validation import read_cohort, validate_cohort
-    from .validation_report import write_report
+    from ..validation.evaluate import read_cohort, validate_cohort
+    from ..validation.report import write_report
 
     cases = read_cohort(args.cohort)
     shortening = {"stump_length_mm": args.stump_length, "aorta_margin_mm": args.aorta_margin}
@@ -163,7 +163,7 @@ def cmd_validate(args):
 def cmd_compare(args):
     import pandas as pd
 
-    from .validation import compare_tables
+    from ..validation.evaluate import compare_tables
 
     summary, problems = compare_tables(pd.read_csv(args.test), pd.read_csv(args.reference))
     out = Path(args.output)
