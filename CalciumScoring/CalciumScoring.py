@@ -207,6 +207,12 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.arterySource = "segmentation"
             self.logic.showResults(result)
             self._progress(1.0, "; ".join(result.warnings) or _("Done."))
+            if not result.scores_valid:  # the scores stay in the table; the user decides
+                self.ui.statusLabel.text = _("CHECK ARTERIES: scores not valid until reviewed.")
+                if slicer.util.confirmYesNoDisplay(
+                        result.review_message + "\n\n" + _("Open the arteries in Segment Editor?"),
+                        windowTitle=_("Check the arteries")):
+                    self.onEdit("arteries")
 
     def onCancel(self):
         self._cancelRequested = True

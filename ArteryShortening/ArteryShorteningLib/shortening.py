@@ -102,7 +102,7 @@ def shorten_array(lab, image, params, grow=None):
             out[kept[0]][kept[1]] = L
             rows.append(_row(L, cid, info, image, axis, params))
     cut_z = None
-    if out.any():
+    if out.any() and params.cut_aorta:
         kept_idx = np.nonzero(np.isin(out, SIDE_LABELS))
         zmax = resampling.voxel_points(image, kept_idx)[:, 2].max()
         cut_z = float(zmax + params.aorta_margin_mm)
@@ -111,7 +111,8 @@ def shorten_array(lab, image, params, grow=None):
     else:
         out[aorta] = 1
         if aorta.any():
-            warnings.append("no side artery touches the aorta: the aorta was not cut")
+            warnings.append("no side artery touches the aorta: the aorta was not cut"
+                            if params.cut_aorta else "the aorta was not cut (cut_aorta=False)")
     return out, rows, warnings, cut_z
 
 
@@ -131,7 +132,8 @@ def _row(L, cid, info, image, axis, params):
 
 
 def shorten_arteries(groups, stump_length_mm=25.0, aorta_margin_mm=10.0, aorta_dilations=2,
-                     stump_merge_distance_mm=25.0, spacing_mm=1.0, growth="geodesic"):
+                     stump_merge_distance_mm=25.0, spacing_mm=1.0, growth="geodesic",
+                     cut_aorta=True):
     """Shorten an artery-group label map to comparable anatomy.
 
     Parameters
@@ -150,6 +152,10 @@ def shorten_arteries(groups, stump_length_mm=25.0, aorta_margin_mm=10.0, aorta_d
         Isotropic working spacing (1 mm published).
     growth : {"geodesic", "dilation"}
         How the stump grows along the artery; see the module docstring.
+    cut_aorta : bool
+        False keeps the whole aorta: for artery sources without the mesenteric arteries
+        (e.g. TotalSegmentator's open task), where "above the highest side artery" would
+        cut it at the iliac bifurcation.
 
     Returns
     -------
@@ -176,7 +182,7 @@ def shorten_arteries(groups, stump_length_mm=25.0, aorta_margin_mm=10.0, aorta_d
     if aorta_margin_mm < 0 or int(aorta_dilations) < 1:
         raise ValueError("aorta_margin_mm must be >= 0 and aorta_dilations >= 1")
     params = Params(float(stump_length_mm), float(aorta_margin_mm), int(aorta_dilations),
-                    float(stump_merge_distance_mm), float(spacing_mm), growth)
+                    float(stump_merge_distance_mm), float(spacing_mm), growth, bool(cut_aorta))
     src = sitk.Cast(groups, sitk.sitkUInt8) if groups.GetPixelID() != sitk.sitkUInt8 else groups
     iso = resampling.to_isotropic(src, spacing_mm)
     lab = sitk.GetArrayFromImage(iso)

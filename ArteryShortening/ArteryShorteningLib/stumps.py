@@ -26,6 +26,7 @@ class Params:
     stump_merge_distance_mm: float = 25.0
     spacing_mm: float = 1.0
     growth: str = "geodesic"
+    cut_aorta: bool = True
 
     def as_dict(self):
         return asdict(self)

@@ -27,7 +27,8 @@ def _options(args):
                    calcium_model=getattr(args, "calcium_model", None),
                    calcium_method=args.calcium_method, stump_length_mm=args.stump_length,
                    aorta_margin_mm=args.aorta_margin, device=getattr(args, "device", "cpu"),
-                   threads=getattr(args, "threads", None), scene=not getattr(args, "no_scene", False))
+                   threads=getattr(args, "threads", None), scene=not getattr(args, "no_scene", False),
+                   groups_classes=getattr(args, "groups_classes", None))
 
 
 def cmd_demo(args):
@@ -188,7 +189,11 @@ def build_parser():
         if name == "run":
             p.add_argument("input", help="CT file (NIfTI, NRRD, MHA), DICOM series folder, folder "
                            "of those, or CSV case list (case_id, ct[, groups, calcium])")
-            p.add_argument("--groups", help="artery-group label map (1-4) of a single case")
+            p.add_argument("--groups", help="artery groups of a single case: a label map (1 aorta, "
+                           "2 iliac, 3 mesenteric, 4 renal), or a TotalSegmentator output "
+                           "(its folder of masks, or its multi-label file)")
+            p.add_argument("--groups-classes", help="JSON of label id -> structure name for a "
+                           "TotalSegmentator multi-label file without a label table in its header")
             p.add_argument("--calcium", help="calcification mask of a single case")
             p.add_argument("--groups-model", default="auto",
                            help="artery-group model (registry name or folder; default 'auto': "

@@ -36,8 +36,10 @@ def _rgba(labels, colours):
     return out
 
 
-def case_figure(path, ct, groups_full, groups_short=None, calcium=None, title="", table=None):
-    """Save a one-page PNG: coronal projections of the arteries (full/shortened) and CT views."""
+def case_figure(path, ct, groups_full, groups_short=None, calcium=None, title="", table=None,
+                alert=None):
+    """Save a one-page PNG: coronal projections of the arteries (full/shortened) and CT views;
+    ``alert`` (a QC line the reader must see first) goes into the title, in red."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,7 +102,10 @@ def case_figure(path, ct, groups_full, groups_short=None, calcium=None, title=""
         tab.auto_set_font_size(False)
         tab.set_fontsize(9)
         tab.scale(1.25, 1.8)
-    fig.suptitle(title)
+    if alert:  # a result the reader must check first: in red, above everything
+        fig.suptitle(f"{title}\n{alert}", color="#d00000", fontweight="bold")
+    else:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -51,6 +51,9 @@ class Options:
     device: str = "cpu"
     threads: int = None
     scene: bool = True
+    # id -> structure name (or a JSON file of it) for a TotalSegmentator multi-label groups
+    # file that carries no label table in its header
+    groups_classes: object = None
     extra: dict = field(default_factory=dict)
 
 
@@ -165,6 +168,11 @@ def _on_grid(img, ct, name):
 
 def _artery_groups(case, ct, o):
     if case.groups:
+        from ..segmentation.totalsegmentator import load_groups
+
+        ts = load_groups(case.groups, ct, o.groups_classes)
+        if ts is not None:
+            return ts.image, ts.provenance()
         return sitk.Cast(_on_grid(read_ct(case.groups), ct, "groups"), sitk.sitkUInt8), \
             {"source": case.groups}
     model = o.groups_model
@@ -210,7 +218,8 @@ def process_case(case, out_root, options):
     """Process one case into ``out_root/<case_id>/``; returns a summary dict (never raises)."""
     from ArteryShorteningLib import shorten_arteries
 
-    from ..scoring.scores import attach_to_shortened, score
+    from ..qc.plausibility import check_arteries, review_line
+    from ..scoring.scores import attach_to_shortened, mark_missing, score
     from .figures import case_figure
 
     case, o = Case(**case) if isinstance(case, dict) else case, \
@@ -229,13 +238,21 @@ def process_case(case, out_root, options):
         ct = qc.clean_ct(ct)
         groups, groups_src = _artery_groups(case, ct, o)
         calcium, calcium_src = _calcium(case, ct, groups, o)
+        missing = groups_src.get("missing_groups", [])
         short = shorten_arteries(groups, stump_length_mm=o.stump_length_mm,
-                                 aorta_margin_mm=o.aorta_margin_mm)
+                                 aorta_margin_mm=o.aorta_margin_mm,
+                                 cut_aorta="mesenteric" not in missing)
         if "model" in groups_src and "model" in calcium_src:  # 2 mm group edge cuts the wall
             short.labelmap, groups, calcium_src["wall_calcium_attached_mm3"] = \
                 attach_to_shortened(short.labelmap, groups, calcium)
         result = score(ct, short.labelmap, calcium, groups_full=groups)
+        if missing:
+            mark_missing(result.table, missing)
+            flags.append(qc.groups_missing_flag(missing, groups_src.get("source")))
         flags += qc.check_result(ct, groups, calcium)
+        plausible = check_arteries(ct, groups, missing)
+        if plausible.flag:
+            flags.append(plausible.flag)
         if any(f["code"] == "thick_slices" for f in flags):
             result.warnings.append("scores flagged: slices thicker than 5 mm")
         prov = {"tool": "vascular-calcium", "version": __version__, "case_id": case.case_id,
@@ -248,6 +265,8 @@ def process_case(case, out_root, options):
         short.branches.to_csv(tmp / "shortening_report.csv", index=False)
         table = result.table.copy()
         table.insert(0, "case_id", case.case_id)
+        table.insert(1, "scores_valid", plausible.ok)
+        table.insert(2, "qc_flags", ";".join(f["code"] for f in flags))
         table.to_csv(tmp / "scores.csv", index=False)
         if o.scene:
             try:
@@ -263,8 +282,10 @@ def process_case(case, out_root, options):
         pic = shown[["region", "burden", "calcium_volume_mm3", "cluster_count", "agatston"]].round(4)
         pic.columns = ["region", "burden", "calcium mm³", "clusters", "Agatston"]
         title = case.case_id + ("  QC: " + ", ".join(f["code"] for f in flags) if flags else "")
-        case_figure(tmp / "report.png", ct, groups, short.labelmap, calcium, title=title, table=pic)
-        record = dict(result.to_dict(), provenance=prov, qc=flags,
+        case_figure(tmp / "report.png", ct, groups, short.labelmap, calcium, title=title, table=pic,
+                    alert=None if plausible.ok else review_line(plausible))
+        record = dict(result.to_dict(), provenance=prov, qc=flags, scores_valid=plausible.ok,
+                      plausibility=plausible.as_dict(),
                       warnings=short.warnings + result.warnings,
                       seconds=round(time.perf_counter() - t0, 2))
         (tmp / "scores.json").write_text(json.dumps(record, indent=2, default=float))
@@ -274,7 +295,7 @@ def process_case(case, out_root, options):
         if err.exists():
             err.unlink()
         return {"case_id": case.case_id, "status": "ok", "qc": ";".join(f["code"] for f in flags),
-                "seconds": record["seconds"]}
+                "scores_valid": plausible.ok, "seconds": record["seconds"]}
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         (out_root / f"{case.case_id}.error.json").write_text(json.dumps(
@@ -307,7 +328,8 @@ def run_cohort(cases, out_root, options, workers=1, shard=None, log=print):
         el = time.perf_counter() - t0
         eta = el / done * (len(cases) - done)
         filled = int(20 * done / max(len(cases), 1))
-        log(f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{len(cases)} {s['case_id']}: {s['status']}"
+        status = s["status"] + (", CHECK ARTERIES" if s.get("scores_valid") is False else "")
+        log(f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{len(cases)} {s['case_id']}: {status}"
             f"{' (' + s.get('error', '') + ')' if s['status'] == 'failed' else ''}"
             f"  elapsed {el:.0f} s, ETA {eta:.0f} s")
 

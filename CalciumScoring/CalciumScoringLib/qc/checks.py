@@ -3,7 +3,8 @@
 ``check_ct`` refuses what cannot be processed (:class:`InputError`, with a message
 that says what to do) and returns flags for what can be processed with care.
 ``check_result`` adds flags that need the segmentation (no contrast in the lumen,
-metal near the arteries, aorta cut by the field of view, no arteries found).
+metal near the arteries, aorta cut by the field of view, no arteries found);
+``groups_missing_flag`` says which groups an artery source does not label.
 
 Every flag is a short code plus a sentence: ``{"code": ..., "message": ...}``.
 """
@@ -147,3 +148,19 @@ def check_result(ct, groups, calcium=None):
                           "of the arteries (stent, screw, implant): streaks may be counted as "
                           "calcium"))
     return flags
+
+
+def groups_missing_flag(missing, source=None):
+    """The flag ``groups_missing``: groups the artery source does not label at all (their
+    scores are missing, not zero; without the mesenteric arteries the aorta is not cut)."""
+    from ..segmentation.totalsegmentator import TASKS
+
+    what = source or "the artery source"
+    tasks = sorted({TASKS[g] for g in missing})
+    return flag("groups_missing",
+                f"{what} has no {', '.join(missing)} arteries: their scores are missing (not "
+                "zero) and 'combined' covers the other groups only"
+                + ("; without the mesenteric arteries the aorta is not cut above them, so its "
+                   "scores cover the whole labelled aorta" if "mesenteric" in missing else "")
+                + (f"; TotalSegmentator's task {' / '.join(tasks)} labels them"
+                   if "TotalSegmentator" in what else ""))

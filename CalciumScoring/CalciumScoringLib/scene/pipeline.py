@@ -10,6 +10,7 @@ thread) / ``publish`` (writes the scene) split every run, so the Slicer module s
 responsive; the Python console, the CLI and the tests call the same object.
 """
 
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -20,6 +21,10 @@ from ..scoring.scores import attach_to_shortened
 from . import nodes as mn
 from . import terms as st
 from .runs import RUN_NEW, last_run, save_run
+
+#: score-table attributes: the QC flags (JSON list) and whether the scores are valid ("1"/"0")
+QC_ATTRIBUTE = "VascularCalcium.QC"
+VALID_ATTRIBUTE = "VascularCalcium.ScoresValid"
 
 
 @dataclass
@@ -33,6 +38,13 @@ class PipelineResult:
     dataframe: pd.DataFrame
     warnings: list = field(default_factory=list)
     arteries: object = None  # the artery segmentation a model created (None for user input)
+    qc: list = field(default_factory=list)  # flags {"code", "message"}, as in scores.json
+    scores_valid: bool = True  # False: the artery masks failed the plausibility check
+
+    @property
+    def review_message(self):
+        """What the user must check before trusting the scores ("" when nothing)."""
+        return next((f["message"] for f in self.qc if f["code"] == "arteries_implausible"), "")
 
 
 def burden_plot(scene, table, name):
@@ -84,6 +96,8 @@ class Computed:
     calcium: object = None
     calcium_source: dict = None
     scores: object = None
+    plausibility: object = None  # qc.plausibility.Plausibility of groups_full
+    qc: list = field(default_factory=list)
 
 
 class EditedError(RuntimeError):
@@ -221,7 +235,12 @@ class CalciumScoringPipeline:
                                 "sha256": info.card.get("sha256")}
         check()
         report(0.5, "shortening arteries")
-        c.shortening = shorten_arteries(c.groups_full, **job.params)
+        missing = []
+        if job.segments is not None:  # groups the user's segmentation does not hold at all
+            held = set(job.segments.groups.values())
+            missing = [g for g in st.GROUP_LABELS if g not in held]
+        c.shortening = shorten_arteries(c.groups_full, cut_aorta="mesenteric" not in missing,
+                                        **job.params)
         if job.groups_model is not None and "model" in c.calcium_source:  # 2 mm edge, wall
             c.shortening.labelmap, c.groups_full, mm3 = attach_to_shortened(
                 c.shortening.labelmap, c.groups_full, c.calcium)
@@ -229,9 +248,26 @@ class CalciumScoringPipeline:
         check()
         report(0.7, "scoring")
         c.scores = score(job.ct, c.shortening.labelmap, c.calcium, groups_full=c.groups_full)
+        self._quality(job, c, missing)
         check()
         report(0.9, "writing results")
         return c
+
+    @staticmethod
+    def _quality(job, c, missing):
+        """Plausibility of the artery groups (never hides the scores) and groups the user's
+        segmentation does not hold (their scores missing, not zero)."""
+        from ..qc.checks import groups_missing_flag
+        from ..qc.plausibility import check_arteries
+        from ..scoring.scores import mark_missing
+
+        if missing:
+            mark_missing(c.scores.table, missing)
+            name = (job.arteries_source or {}).get("segmentation", "")
+            c.qc.append(groups_missing_flag(missing, f"the segmentation '{name}'"))
+        c.plausibility = check_arteries(job.ct, c.groups_full, missing)
+        if c.plausibility.flag:
+            c.qc.append(c.plausibility.flag)
 
     def publish(self, volume, job, c, shortened=None, table=None):
         """Create (or update) the output nodes of a computed run (main thread)."""
@@ -282,10 +318,15 @@ class CalciumScoringPipeline:
                 created += burden_plot(scene, table, f"{name} burden")
             else:  # re-scoring: the same table (and the chart reading it) is updated
                 mn.table_node_from_dataframe(scene, c.scores.table, table.GetName(), node=table)
+            valid = c.plausibility is None or c.plausibility.ok
             prov = {"pipeline": "CalciumScoring", "arteries": c.arteries_source,
                     "calcification": c.calcium_source, "shortening": c.shortening.parameters,
                     "scoring": c.scores.parameters, "input": name,
-                    "warnings": c.shortening.warnings + c.scores.warnings}
+                    "warnings": c.shortening.warnings + c.scores.warnings,
+                    "qc": c.qc, "scores_valid": valid,
+                    "plausibility": c.plausibility.as_dict() if c.plausibility else None}
+            table.SetAttribute(QC_ATTRIBUTE, json.dumps(c.qc))
+            table.SetAttribute(VALID_ATTRIBUTE, "1" if valid else "0")
             for node in (out, table, branch_table) + ((cnode,) if cnode is not None else ()):
                 mn.set_provenance(node, prov)
             for node in (out,) + ((cnode,) if cnode is not None else ()):
@@ -301,7 +342,8 @@ class CalciumScoringPipeline:
                 mn.remove_node(node)
             raise
         return PipelineResult(out, cnode, table, branch_table, c.scores.table,
-                              list(c.shortening.warnings) + list(c.scores.warnings), arteries)
+                              list(c.shortening.warnings) + list(c.scores.warnings), arteries,
+                              list(c.qc), valid)
 
     @staticmethod
     def _calcification_node(scene, volume, name, calc_arr, full_arr):

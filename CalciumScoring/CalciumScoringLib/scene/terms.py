@@ -84,17 +84,22 @@ def match_group(segment_name):
     """Map a user's segment name to a group key, or ``None`` when it names no group.
 
     Accepts the standard names and common variants ("Abdominal aorta",
-    "left renal artery", "SMA", "celiac", "common iliac artery right", ...).
+    "left renal artery", "SMA", "celiac", "common iliac artery right", ...) and
+    TotalSegmentator's structure names ("aorta", "iliac_artery_left", "celiac_trunk",
+    "superior_mesenteric_artery", "renal_arteries").  Veins ("iliac_vena_left", "renal
+    vein", "portal_vein_and_splenic_vein"), calcifications and organs ("small_bowel",
+    "adrenal_gland_left", "kidney_left") name no group.
     """
-    n = segment_name.strip().lower().replace("_", " ")
-    if "calcif" in n:
+    n = segment_name.strip().lower().replace("_", " ").replace("-", " ")
+    words = set(n.split())
+    if "calcif" in n or "vein" in n or "vena" in n or "venous" in n:
         return None
     if "aort" in n:
         return "aorta"
     if "iliac" in n:
         return "iliac"
-    if "renal" in n:
+    if "renal" in words and not words & {"cyst", "pelvis", "gland", "calyx"}:  # not adrenal
         return "renal"
-    if any(w in n for w in ("mesenteric", "celiac", "coeliac", "sma")):
+    if "mesenteric" in n or "celiac" in n or "coeliac" in n or "sma" in words:
         return "mesenteric"
     return None

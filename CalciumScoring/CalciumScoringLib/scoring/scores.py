@@ -283,3 +283,18 @@ def attach_to_shortened(shortened, groups_full, calcium, max_mm=2.0):
     short, mm3 = attach_wall_calcium(shortened, outside, max_mm)
     full, _ = attach_wall_calcium(groups_full, outside, max_mm)
     return short, full, mm3
+
+
+def mark_missing(table, groups):
+    """Scores of ``groups`` the artery source does not provide (e.g. TotalSegmentator's
+    open task has no renal arteries) set to NaN in place: missing, not zero arteries."""
+    rows = table["group"].isin(list(groups))
+    for c in table.columns:
+        if c in ("region", "group", "side"):
+            continue
+        if pd.api.types.is_numeric_dtype(table[c]):
+            table[c] = table[c].astype(float)
+            table.loc[rows, c] = np.nan
+        else:
+            table.loc[rows, c] = "missing"
+    return table

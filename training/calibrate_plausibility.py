@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Measure the artery plausibility check (CalciumScoringLib.qc.plausibility) on masks that
+must pass, to calibrate its limits, and report the bundled network on the real scans.
+
+    python training/calibrate_plausibility.py [--phantoms 24] [--network]
+
+Must pass: the truth of training-distribution phantoms (seeds 300000 and up, drawn like
+the networks' training data by ``recipes.random_options``, abdomen and vessel fields of
+view), the reference labels of ``ts_abdomen_ct`` and ``ts_dicom_series`` in
+``../shared/data`` and TotalSegmentator's labels there.  Prints, per measurement, the
+range over them beside the limit; ``--network`` adds the bundled artery-groups network
+on every real scan (which checks fail).  Not installed into Slicer.
+"""
+
+import argparse
+
+import numpy as np
+import SimpleITK as sitk
+
+from CalciumScoringLib.cohort.runner import read_ct
+from CalciumScoringLib.phantoms.generator import make_phantom
+from CalciumScoringLib.qc.plausibility import LIMITS, check_arteries
+from CalciumScoringLib.segmentation.totalsegmentator import load_groups
+from recipes import ROOT, random_options
+
+DATA = ROOT.parent / "shared" / "data"
+SEED0 = 300000
+
+
+def real_cases():
+    """(name, CT, {source: groups image}) of each real scan in ../shared/data."""
+    classes = DATA / "totalsegmentator_total_classes.json"
+    out = []
+    ct = read_ct(DATA / "ts_abdomen_ct" / "ct.nii.gz")
+    out.append(("ts_abdomen_ct", ct, {
+        "reference": sitk.Cast(sitk.ReadImage(str(DATA / "ts_abdomen_ct" / "groups.nii.gz")),
+                               sitk.sitkUInt8),
+        "TotalSegmentator": load_groups(DATA / "ts_abdomen_ct" / "totalsegmentator_total.nii.gz",
+                                        ct).image}))
+    ct = read_ct(DATA / "ts_dicom_series" / "dicom")
+    ref = sitk.ReadImage(str(DATA / "ts_dicom_series" / "aorta.nii.gz"))
+    ref = sitk.Resample(sitk.Cast(ref > 0, sitk.sitkUInt8), ct, sitk.Transform(),
+                        sitk.sitkNearestNeighbor, 0)
+    ts = load_groups(DATA / "ts_dicom_series" / "totalsegmentator_total.nii.gz", ct, classes)
+    out.append(("ts_dicom_series", ct, {"reference": ref, "TotalSegmentator": ts.image}))
+    if (DATA / "ircad01_abdomen" / "ct.nii.gz").exists():
+        out.append(("ircad01_abdomen", read_ct(DATA / "ircad01_abdomen" / "ct.nii.gz"), {}))
+    if (DATA / "stent_cta" / "stent.npz").exists():
+        arr = np.load(DATA / "stent_cta" / "stent.npz")["arr_0"].astype(np.int16)
+        img = sitk.GetImageFromArray(arr)  # HU clipped to 0..2000 in the file (fat reads 0)
+        img.SetSpacing((0.85, 0.85, 0.85))  # not stored; roughly 0.7-1 mm
+        out.append(("stent_cta", img, {}))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--phantoms", type=int, default=24)
+    ap.add_argument("--network", action="store_true")
+    a = ap.parse_args()
+    rows = []
+    for i in range(a.phantoms):
+        seed = SEED0 + i
+        o = random_options(np.random.default_rng(seed))
+        o["fov"] = "abdomen" if i % 2 else "vessels"
+        spacing = o.pop("spacing")
+        ph = make_phantom(seed, spacing=spacing, **o)
+        p = check_arteries(ph.ct, ph.groups)
+        rows.append((f"phantom {seed}", p))
+        print(f"phantom {seed} {o['fov']:8s} ok={p.ok} {[c.message for c in p.failed]}", flush=True)
+    real = real_cases() if DATA.is_dir() else []
+    for name, ct, sources in real:
+        for source, groups in sources.items():
+            p = check_arteries(ct, groups, missing=("mesenteric", "renal")
+                               if source == "TotalSegmentator" else ())
+            rows.append((f"{name} {source}", p))
+            print(f"{name} {source}: ok={p.ok} {[c.message for c in p.failed]}", flush=True)
+    keys = sorted({k for _, p in rows for k, v in p.measurements.items()
+                   if isinstance(v, float) and "_z_mm" not in k})
+    print("\nmeasurement: min / median / max over the must-pass masks (limit)")
+    for k in keys:
+        v = np.array([p.measurements[k] for _, p in rows if k in p.measurements], float)
+        lim = LIMITS.get(k, LIMITS.get(k.replace("iliac_", "side_").replace("mesenteric_", "side_")
+                                       .replace("renal_", "side_"), ""))
+        print(f"  {k:28s} {v.min():10.2f} {np.median(v):10.2f} {v.max():10.2f}   {lim}")
+    if a.network:
+        from CalciumScoringLib.segmentation.engine import segment
+
+        print("\nbundled artery-groups network on the real scans:")
+        for name, ct, _ in real:
+            groups = segment(ct, "artery-groups", threads=2)
+            p = check_arteries(ct, groups)
+            print(f"  {name}: ok={p.ok}")
+            for c in p.checks:
+                print(f"    {'pass' if c.passed else 'FAIL'} {c.name} {c.value:.2f} {c.message}")
+
+
+if __name__ == "__main__":
+    main()
