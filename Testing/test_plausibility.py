@@ -219,6 +219,9 @@ def test_cli_json_csv_and_report_carry_the_flag(small_case, tmp_path, capsys):
         "arteries_implausible").any()
     assert _red_pixels(out / "bad" / "report.png") > 50
     assert _red_pixels(out / "good" / "report.png") == 0
+    assert main(["run", str(d / "cases.csv"), str(out), "--no-scene"]) == 0  # resumed
+    log = capsys.readouterr().out
+    assert "bad: skipped (done), CHECK ARTERIES" in log and "good: skipped (done) " in log
 
 
 def test_module_logic_flags_implausible_arteries_on_a_real_scene(mrml, small_case):

@@ -13,6 +13,7 @@ on every real scan (which checks fail).  Not installed into Slicer.
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -25,6 +26,8 @@ from recipes import ROOT, random_options
 
 DATA = ROOT.parent / "shared" / "data"
 SEED0 = 300000
+#: licensed for use, not redistribution: pictures show the masks only, never its voxels
+NO_VOXELS = {"ircad01_abdomen"}
 
 
 def real_cases():
@@ -57,6 +60,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phantoms", type=int, default=24)
     ap.add_argument("--network", action="store_true")
+    ap.add_argument("--figures", help="folder for a picture of the network's groups per real scan")
     a = ap.parse_args()
     rows = []
     for i in range(a.phantoms):
@@ -85,12 +89,32 @@ def main():
         print(f"  {k:28s} {v.min():10.2f} {np.median(v):10.2f} {v.max():10.2f}   {lim}")
     if a.network:
         from CalciumScoringLib.segmentation.engine import segment
+        from CalciumScoringLib.segmentation.models import bundled_model
 
-        print("\nbundled artery-groups network on the real scans:")
-        for name, ct, _ in real:
-            groups = segment(ct, "artery-groups", threads=2)
+        net = bundled_model("artery-groups")  # not the name: training/artery-groups/ is a folder
+        print(f"\nbundled artery-groups network {net.version} on the real scans:")
+        for name, ct, sources in real:
+            groups = segment(ct, net, threads=2)
             p = check_arteries(ct, groups)
-            print(f"  {name}: ok={p.ok}")
+            ref = sources.get("reference")
+            dice = ""
+            if ref is not None:
+                net_aorta = sitk.GetArrayViewFromImage(groups) == 1
+                ref_aorta = sitk.GetArrayViewFromImage(ref) == 1
+                both = (net_aorta & ref_aorta).sum()
+                dice = f", aorta Dice {2 * both / max(net_aorta.sum() + ref_aorta.sum(), 1):.2f}"
+            print(f"  {name}: ok={p.ok}{dice}")
+            if a.figures:
+                from CalciumScoringLib.cohort.figures import case_figure
+                from CalciumScoringLib.qc.plausibility import review_line
+
+                shown = ct
+                if name in NO_VOXELS:  # an empty CT of the same grid: masks only
+                    shown = sitk.Image(ct.GetSize(), sitk.sitkInt16) - 1000
+                    shown.CopyInformation(ct)
+                case_figure(Path(a.figures) / f"plausibility_{name}_artery-groups.png", shown, groups,
+                            title=f"{name}: bundled artery-groups {net.version}{dice}",
+                            alert=None if p.ok else review_line(p, 150))
             for c in p.checks:
                 print(f"    {'pass' if c.passed else 'FAIL'} {c.name} {c.value:.2f} {c.message}")
 

@@ -226,8 +226,10 @@ def process_case(case, out_root, options):
         Options(**options) if isinstance(options, dict) else options
     out_root = Path(out_root)
     final = out_root / case.case_id
-    if (final / "scores.json").exists():
-        return {"case_id": case.case_id, "status": "skipped (done)"}
+    if (final / "scores.json").exists():  # done before: its verdict is repeated, not redone
+        done = json.loads((final / "scores.json").read_text())
+        return {"case_id": case.case_id, "status": "skipped (done)",
+                "scores_valid": done.get("scores_valid")}
     tmp = out_root / f".tmp-{case.case_id}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
