@@ -123,8 +123,14 @@ def cmd_run(args):
         shard = (i, n)
     print(f"{len(cases)} case(s) found in {args.input}" +
           (f"; shard {shard[0]}/{shard[1]}" if shard else ""), flush=True)
-    summaries = run_cohort(cases, args.output, _options(args), workers=args.workers, shard=shard,
-                           log=lambda m: print(m, flush=True))
+    try:
+        summaries = run_cohort(cases, args.output, _options(args), workers=args.workers,
+                               shard=shard, log=lambda m: print(m, flush=True),
+                               scheduler=args.scheduler)
+    except (RuntimeError, ValueError, OSError) as exc:  # no dask, a wrong or dead scheduler
+        if not args.scheduler:
+            raise
+        raise SystemExit(f"error: {exc}")
     failed = [s for s in summaries if s["status"] == "failed"]
     ok = [s for s in summaries if s["status"] != "failed"]
     print(f"done: {len(ok)} ok/skipped, {len(failed)} failed; outputs in {args.output}")
@@ -203,6 +209,9 @@ def build_parser():
             p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
             p.add_argument("--threads", type=int, help="torch threads per worker")
             p.add_argument("--workers", type=int, default=1, help="cases processed in parallel")
+            p.add_argument("--scheduler", help="run the cases on a Dask cluster: its scheduler "
+                           "address (tcp://host:8786) or local:N for N local worker processes "
+                           "(needs: pip install 'vascular-calcium[dask]')")
             p.add_argument("--shard", help="i/N: process every N-th case from the i-th (array jobs)")
             p.add_argument("--export-nnunet", metavar="DIR",
                            help="also write the (reviewed) cases as nnU-Net v2 raw datasets")

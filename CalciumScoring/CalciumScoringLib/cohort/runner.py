@@ -7,9 +7,12 @@
 - One failing case never stops the cohort: its error goes to
   ``OUTPUT/<case>.error.json`` and ``OUTPUT/errors.csv``; the exit code counts failures.
 - ``shard=(i, n)`` processes every n-th case starting at i (array jobs on a
-  cluster); ``workers`` runs cases in parallel processes.  :func:`process_case` is a
-  plain function of picklable arguments, so it also runs unchanged on a Dask or
-  other distributed executor.
+  cluster); ``workers`` runs cases in parallel processes; ``scheduler`` sends them to a
+  Dask cluster (:mod:`.distributed`).  :func:`process_case` is a plain function of
+  picklable arguments, so any executor can run it.
+- A case is claimed by one process at a time (:mod:`.claims`), so runs sharing an output
+  folder never compute a case twice or corrupt it, and what a killed process left is
+  cleaned by the next one to claim the case.
 """
 
 import json
@@ -27,6 +30,7 @@ import SimpleITK as sitk
 
 from .. import __version__
 from ..qc import checks as qc
+from .claims import claim, sweep, tmp_folder, write_atomic
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
@@ -215,22 +219,35 @@ def _calcium(case, ct, groups, o):
 
 
 def process_case(case, out_root, options):
-    """Process one case into ``out_root/<case_id>/``; returns a summary dict (never raises)."""
+    """Process one case into ``out_root/<case_id>/``; returns a summary dict (never raises).
+
+    The case is claimed first (:mod:`.claims`): a case another live process is working on
+    is left to it ("skipped (running elsewhere)"), a finished one is skipped.
+    """
+    case, o = Case(**case) if isinstance(case, dict) else case, \
+        Options(**options) if isinstance(options, dict) else options
+    out_root = Path(out_root)
+    final = out_root / case.case_id
+    if not (final / "scores.json").exists():
+        with claim(out_root, case.case_id) as mine:
+            if not mine:
+                return {"case_id": case.case_id, "status": "skipped (running elsewhere)"}
+            if not (final / "scores.json").exists():  # not finished meanwhile by another run
+                return _process(case, o, out_root, final)
+    done = json.loads((final / "scores.json").read_text())  # its verdict repeated, not redone
+    return {"case_id": case.case_id, "status": "skipped (done)",
+            "scores_valid": done.get("scores_valid")}
+
+
+def _process(case, o, out_root, final):
+    """The work of :func:`process_case`, holding the claim on the case."""
     from ArteryShorteningLib import shorten_arteries
 
     from ..qc.plausibility import check_arteries, review_line
     from ..scoring.scores import attach_to_shortened, mark_missing, score
     from .figures import case_figure
 
-    case, o = Case(**case) if isinstance(case, dict) else case, \
-        Options(**options) if isinstance(options, dict) else options
-    out_root = Path(out_root)
-    final = out_root / case.case_id
-    if (final / "scores.json").exists():  # done before: its verdict is repeated, not redone
-        done = json.loads((final / "scores.json").read_text())
-        return {"case_id": case.case_id, "status": "skipped (done)",
-                "scores_valid": done.get("scores_valid")}
-    tmp = out_root / f".tmp-{case.case_id}-{os.getpid()}"
+    tmp = tmp_folder(out_root, case.case_id)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     t0 = time.perf_counter()
@@ -306,10 +323,13 @@ def process_case(case, out_root, options):
         return {"case_id": case.case_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
 
 
-def run_cohort(cases, out_root, options, workers=1, shard=None, log=print):
+def run_cohort(cases, out_root, options, workers=1, shard=None, log=print, scheduler=None):
     """Process cases (optionally one shard), write cohort_scores.csv and errors.csv.
 
-    Returns the list of per-case summaries; failures have ``status == "failed"``.
+    ``workers`` > 1 runs cases in that many local processes; ``scheduler`` (a Dask
+    scheduler address ``tcp://...`` or ``local:N``) sends them to a Dask cluster instead
+    (:mod:`.distributed`).  Returns the list of per-case summaries; failures have
+    ``status == "failed"``.
     """
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -335,7 +355,13 @@ def run_cohort(cases, out_root, options, workers=1, shard=None, log=print):
             f"{' (' + s.get('error', '') + ')' if s['status'] == 'failed' else ''}"
             f"  elapsed {el:.0f} s, ETA {eta:.0f} s")
 
-    if workers > 1 and len(cases) > 1:
+    if scheduler:
+        from .distributed import run_on_dask
+
+        for s in run_on_dask(process_case, [asdict(c) for c in cases], str(out_root), opts,
+                             scheduler, log):
+            report(s)
+    elif workers > 1 and len(cases) > 1:
         with ProcessPoolExecutor(workers) as ex:
             futs = [ex.submit(process_case, asdict(c), str(out_root), opts) for c in cases]
             for f in as_completed(futs):
@@ -343,13 +369,21 @@ def run_cohort(cases, out_root, options, workers=1, shard=None, log=print):
     else:
         for c in cases:
             report(process_case(c, out_root, opts))
+    sweep(out_root, [c.case_id for c in cases])  # what killed workers left, if unclaimed
+    write_tables(out_root, cases, summaries, shard)
+    return summaries
+
+
+def write_tables(out_root, cases, summaries, shard=None):
+    """``cohort_scores.csv`` (every finished case of ``cases``, once) and ``errors.csv``,
+    each written whole or not at all (two runs may share the folder)."""
     frames = [pd.read_csv(out_root / c.case_id / "scores.csv") for c in cases
               if (out_root / c.case_id / "scores.csv").exists()]
-    name = "cohort_scores.csv" if not shard else f"cohort_scores.shard{shard[0]}of{shard[1]}.csv"
+    suffix = "" if not shard else f".shard{shard[0]}of{shard[1]}"
     if frames:
-        pd.concat(frames, ignore_index=True).to_csv(out_root / name, index=False)
-    errs = [s for s in summaries if s["status"] == "failed"]
-    pd.DataFrame(errs, columns=["case_id", "status", "error"]).to_csv(
-        out_root / ("errors.csv" if not shard else f"errors.shard{shard[0]}of{shard[1]}.csv"),
-        index=False)
-    return summaries
+        table = pd.concat(frames, ignore_index=True)
+        write_atomic(out_root / f"cohort_scores{suffix}.csv",
+                     lambda p: table.to_csv(p, index=False))
+    errs = pd.DataFrame([s for s in summaries if s["status"] == "failed"],
+                        columns=["case_id", "status", "error"])
+    write_atomic(out_root / f"errors{suffix}.csv", lambda p: errs.to_csv(p, index=False))

@@ -120,9 +120,9 @@ def _num(v):
 
 def _lps(img):
     """``img`` with axes pointing Left, Posterior, Superior (array axes z=S, y=P, x=L):
-    ``(array, origin, spacing)``, both in (x, y, z) mm."""
+    ``(image, array, origin, spacing)``, origin and spacing in (x, y, z) mm."""
     img = sitk.DICOMOrient(img, "LPS")
-    return sitk.GetArrayFromImage(img), np.array(img.GetOrigin()), np.array(img.GetSpacing())
+    return img, sitk.GetArrayFromImage(img), np.array(img.GetOrigin()), np.array(img.GetSpacing())
 
 
 def _largest(mask, structure=None):
@@ -217,7 +217,7 @@ def _two_mm(img, interpolator, default):
 
 def measure(ct, groups):
     """The measurements the checks use (a dict of floats, mm / mm3 / HU); see the module."""
-    g, origin, sp = _lps(sitk.Cast(groups, sitk.sitkUInt8))
+    g_img, g, origin, sp = _lps(sitk.Cast(groups, sitk.sitkUInt8))
     vox = float(np.prod(sp))
     m = {f"{name}_volume_mm3": float((g == v).sum() * vox) for v, name in GROUP_NAMES.items()}
     m["fov_length_mm"] = float(g.shape[0] * sp[2])
@@ -238,10 +238,9 @@ def measure(ct, groups):
         m["aorta_drift"] = 0.0
     m["aorta_z_mm"] = (float(sec[0, 0]), float(sec[-1, 0]))
     # the CT: spine, bone around the aorta, lumen along it
-    c, corigin, csp = _lps(ct)
-    c2 = sitk.GetArrayFromImage(_two_mm(sitk.DICOMOrient(ct, "LPS"), sitk.sitkLinear, -1024.0))
-    g2 = sitk.GetArrayFromImage(_two_mm(sitk.DICOMOrient(sitk.Cast(groups, sitk.sitkUInt8),
-                                                         "LPS"), sitk.sitkNearestNeighbor, 0))
+    c_img, c, corigin, _ = _lps(ct)
+    c2 = sitk.GetArrayFromImage(_two_mm(c_img, sitk.sitkLinear, -1024.0))
+    g2 = sitk.GetArrayFromImage(_two_mm(g_img, sitk.sitkNearestNeighbor, 0))
     core = ndimage.binary_erosion(main, iterations=1)
     core = core if core.sum() >= 20 else main
     lumen = float(np.median(c[core])) if c.shape == g.shape else float(np.median(c2[g2 == 1]))

@@ -31,6 +31,8 @@ Steps (each reported to ``progress(fraction, stage)``):
 >>> labels = segment(ct, "artery-groups", threads=2)              # doctest: +SKIP
 """
 
+from pathlib import Path
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -280,17 +282,34 @@ def resolve_device(device="cpu"):
     return device
 
 
+#: networks this process has loaded, by (folder, weights sha256, device, weights file
+#: size and time): a cohort worker loads each model once, not once per case, and a weights
+#: file changed on disk is loaded (and checked) again
+_NETWORKS = {}
+
+
 def load_network(info, device="cpu"):
-    """The torch network of a model folder, after the checksum check."""
+    """The torch network of a model folder, after the checksum check (once per process:
+    later calls return the same network; ``loaded_networks()`` lists them)."""
     from safetensors.torch import load_file
 
     from .networks import build
 
-    weights = verify_weights(info.folder, info.card)
-    net = build(info.card["architecture"])
-    state = load_file(str(weights), device="cpu")
-    net.load_state_dict({k: v for k, v in state.items() if not k.startswith(REFINER_PREFIX)})
-    return net.to(device).eval()
+    st = (Path(info.folder) / info.card["weights"]).stat()
+    key = (str(Path(info.folder).resolve()), info.card.get("sha256"), str(device),
+           st.st_size, st.st_mtime_ns)
+    if key not in _NETWORKS:
+        weights = verify_weights(info.folder, info.card)
+        net = build(info.card["architecture"])
+        state = load_file(str(weights), device="cpu")
+        net.load_state_dict({k: v for k, v in state.items() if not k.startswith(REFINER_PREFIX)})
+        _NETWORKS[key] = net.to(device).eval()
+    return _NETWORKS[key]
+
+
+def loaded_networks():
+    """``[(folder, sha256, device, size, mtime)]`` of the networks this process holds."""
+    return list(_NETWORKS)
 
 
 def segment(ct, model, device="cpu", threads=None, progress=None, cancel=None, mirror=None,
