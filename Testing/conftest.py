@@ -46,3 +46,19 @@ def phantom_cache():
         return _PHANTOMS[key]
 
     return get
+
+
+def write_phantom_cases(folder, seeds, spacing):
+    """Phantom CTs ``case<i>.nii.gz`` and their groups ``case<i>_groups.nrrd`` in ``folder``;
+    returns the case-list rows (case_id, ct, groups; paths relative to ``folder``)."""
+    import SimpleITK as sitk
+
+    from CalciumScoringLib.phantoms.generator import make_phantom
+
+    rows = []
+    for i, seed in enumerate(seeds):
+        ph = make_phantom(seed, spacing=spacing, fov="vessels")
+        sitk.WriteImage(ph.ct, str(Path(folder) / f"case{i}.nii.gz"))
+        sitk.WriteImage(ph.groups, str(Path(folder) / f"case{i}_groups.nrrd"))
+        rows.append({"case_id": f"case{i}", "ct": f"case{i}.nii.gz", "groups": f"case{i}_groups.nrrd"})
+    return rows

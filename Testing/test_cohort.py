@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from CalciumScoringLib.cohort.cli import main
 from CalciumScoringLib.cohort.runner import Case, Options, discover, process_case, run_cohort
 from CalciumScoringLib.phantoms.generator import make_phantom
+from conftest import write_phantom_cases
 
 
 def digest(folder):
@@ -21,12 +22,7 @@ def digest(folder):
 @pytest.fixture(scope="module")
 def cohort_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("cohort")
-    rows = []
-    for i in range(3):
-        ph = make_phantom(60 + i, spacing=(1.6, 1.6, 2.0), fov="vessels")
-        sitk.WriteImage(ph.ct, str(d / f"case{i}.nii.gz"))
-        sitk.WriteImage(ph.groups, str(d / f"case{i}_groups.nrrd"))
-        rows.append({"case_id": f"case{i}", "ct": f"case{i}.nii.gz", "groups": f"case{i}_groups.nrrd"})
+    rows = write_phantom_cases(d, [60, 61, 62], (1.6, 1.6, 2.0))
     rows.append({"case_id": "broken", "ct": "missing.nii.gz", "groups": "case0_groups.nrrd"})
     pd.DataFrame(rows).to_csv(d / "cases.csv", index=False)
     return d

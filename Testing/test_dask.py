@@ -25,17 +25,12 @@ CLI = [sys.executable, "-m", "CalciumScoringLib.cohort.cli", "run"]
 def cohort(tmp_path_factory):
     """Four phantom cases with their artery groups, a case list, and the single-process
     reference run the distributed runs must equal."""
-    from CalciumScoringLib.phantoms.generator import make_phantom
+    from conftest import write_phantom_cases
 
     d = tmp_path_factory.mktemp("cohort")
-    rows = []
-    for i in range(4):
-        ph = make_phantom(60 + i, spacing=(1.2, 1.2, 1.5), fov="vessels")
-        sitk.WriteImage(ph.ct, str(d / f"ct{i}.nii.gz"))
-        sitk.WriteImage(ph.groups, str(d / f"g{i}.nii.gz"))
-        rows.append(f"case{i},ct{i}.nii.gz,g{i}.nii.gz")
-    (d / "cases.csv").write_text("case_id,ct,groups\n" + "\n".join(rows) + "\n")
-    cases = [Case(f"case{i}", str(d / f"ct{i}.nii.gz"), str(d / f"g{i}.nii.gz")) for i in range(4)]
+    rows = write_phantom_cases(d, [60, 61, 62, 63], (1.2, 1.2, 1.5))
+    pd.DataFrame(rows).to_csv(d / "cases.csv", index=False)
+    cases = [Case(r["case_id"], str(d / r["ct"]), str(d / r["groups"])) for r in rows]
     run_cohort(cases, d / "reference", OPTS, log=lambda m: None)
     return d, cases
 
