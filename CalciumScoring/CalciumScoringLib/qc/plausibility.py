@@ -221,11 +221,13 @@ def measure(ct, groups):
     vox = float(np.prod(sp))
     m = {f"{name}_volume_mm3": float((g == v).sum() * vox) for v, name in GROUP_NAMES.items()}
     m["fov_length_mm"] = float(g.shape[0] * sp[2])
-    aorta = g == 1
-    if not aorta.any():
+    boxes = ndimage.find_objects((g == 1).astype(np.uint8))
+    if not boxes:
         return m
-    main, m["aorta_main_fraction"] = _largest(aorta, np.ones((3, 3, 3)))
-    sec = _sections(main, origin, sp)
+    box = boxes[0]  # the aorta's bounding box: the per-slice work stays there
+    start = origin + np.array([box[2].start, box[1].start, box[0].start]) * sp
+    main, m["aorta_main_fraction"] = _largest(g[box] == 1, np.ones((3, 3, 3)))
+    sec = _sections(main, start, sp)
     m["aorta_diameter_mm"] = float(np.median(2 * np.sqrt(sec[:, 1] / np.pi)))
     m["aorta_roundness"] = float(np.median(sec[:, 4]))
     m["aorta_length_mm"] = float(sec[-1, 0] - sec[0, 0] + sp[2])
@@ -243,8 +245,8 @@ def measure(ct, groups):
     g2 = sitk.GetArrayFromImage(_two_mm(g_img, sitk.sitkNearestNeighbor, 0))
     core = ndimage.binary_erosion(main, iterations=1)
     core = core if core.sum() >= 20 else main
-    lumen = float(np.median(c[core])) if c.shape == g.shape else float(np.median(c2[g2 == 1]))
-    m["lumen_hu"] = lumen
+    cb = c[box]  # the CT over the aorta's box (same LPS grid as the groups)
+    m["lumen_hu"] = float(np.median(cb[core]))
     spine = _spine(c2, g2 > 0, corigin, np.array([2.0, 2.0, 2.0]))
     at = _at(sec[:, 0], spine)
     ok = np.isfinite(at[:, 0])
@@ -253,13 +255,12 @@ def measure(ct, groups):
         m["spine_lateral_mm"] = float(np.median(np.abs(sec[ok, 3] - at[ok, 1])))
         m["spine_anterior_mm"] = float(np.median(at[ok, 0] - sec[ok, 2]))
     m["bone_around_fraction"] = _bone_around(c2, g2 == 1, g2 > 0)
-    if c.shape == g.shape:
-        zk = np.flatnonzero(core.any(axis=(1, 2)))
-        slab = np.maximum(1, int(round(10.0 / sp[2])))
-        med = [float(np.median(c[k0:k0 + slab][core[k0:k0 + slab]]))
-               for k0 in range(zk[0], zk[-1] + 1, slab) if core[k0:k0 + slab].any()]
-        m["lumen_spread_hu"] = float(np.subtract(*np.percentile(med, [90, 10]))) \
-            if len(med) > 1 else 0.0
+    zk = np.flatnonzero(core.any(axis=(1, 2)))
+    slab = max(1, int(round(10.0 / sp[2])))
+    med = [float(np.median(cb[k0:k0 + slab][core[k0:k0 + slab]]))
+           for k0 in range(zk[0], zk[-1] + 1, slab) if core[k0:k0 + slab].any()]
+    m["lumen_spread_hu"] = float(np.subtract(*np.percentile(med, [90, 10]))) \
+        if len(med) > 1 else 0.0
     m.update(_side_groups(g2, corigin, sec))
     return m
 
