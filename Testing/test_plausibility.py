@@ -136,6 +136,17 @@ def test_real_reference_and_totalsegmentator_labels_pass(abdomen, dicom_series, 
     assert check_arteries(ct, ts.image).ok
 
 
+def test_the_teams_ircad_reference_aorta_passes(shared_data):
+    from CalciumScoringLib.cohort.runner import read_ct
+    from conftest import ROOT
+
+    ct = read_ct(shared_data / "ircad01_abdomen" / "ct.nii.gz")
+    ref = sitk.ReadImage(str(ROOT / "docs" / "references" / "ircad01_abdomen_aorta.nii.gz"))
+    p = check_arteries(ct, sitk.Cast(ref, sitk.sitkUInt8), missing=("iliac", "mesenteric", "renal"))
+    assert p.ok, [c.message for c in p.failed]
+    assert 150 <= p.measurements["lumen_hu"] <= 250 and p.measurements["aorta_length_mm"] > 150
+
+
 def test_real_masks_that_must_fail(abdomen, shared_data):
     import json
 

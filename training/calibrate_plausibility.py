@@ -47,7 +47,10 @@ def real_cases():
     ts = load_groups(DATA / "ts_dicom_series" / "totalsegmentator_total.nii.gz", ct, classes)
     out.append(("ts_dicom_series", ct, {"reference": ref, "TotalSegmentator": ts.image}))
     if (DATA / "ircad01_abdomen" / "ct.nii.gz").exists():
-        out.append(("ircad01_abdomen", read_ct(DATA / "ircad01_abdomen" / "ct.nii.gz"), {}))
+        ct = read_ct(DATA / "ircad01_abdomen" / "ct.nii.gz")
+        ref = ROOT / "docs" / "references" / "ircad01_abdomen_aorta.nii.gz"  # drawn by the team
+        out.append(("ircad01_abdomen", ct, {"reference": sitk.Cast(sitk.ReadImage(str(ref)),
+                                                                   sitk.sitkUInt8)}))
     if (DATA / "stent_cta" / "stent.npz").exists():
         arr = np.load(DATA / "stent_cta" / "stent.npz")["arr_0"].astype(np.int16)
         img = sitk.GetImageFromArray(arr)  # HU clipped to 0..2000 in the file (fat reads 0)
