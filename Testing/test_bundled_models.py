@@ -65,3 +65,13 @@ def test_arteries_calcium_on_a_held_out_phantom(phantom_cache):
     truth = (ref == 2).sum()
     assert abs((lab == 2).sum() / truth - 1) < 0.05
     assert np.isin(np.unique(lab), [0, 1, 2]).all()
+
+
+def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch):
+    """Run from training/, "artery-groups" is also a (work) folder there: the name means
+    the bundled model; "./artery-groups" means the folder."""
+    (tmp_path / "artery-groups").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert models.find_model("artery-groups").kind == "bundled"
+    with pytest.raises(models.ModelError, match="no model.json"):
+        models.find_model("./artery-groups")

@@ -263,3 +263,10 @@ def test_module_logic_flags_implausible_arteries_on_a_real_scene(mrml, small_cas
     df = res.dataframe.set_index("region")
     assert np.isnan(df.loc["renal", "artery_volume_mm3"]) and df.loc["iliac", "burden"] >= 0
     assert "groups_missing" in [f["code"] for f in res.qc]
+    cut = df.loc["aorta", "artery_volume_mm3"]
+    seg.RemoveSegment(next(seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())
+                           if seg.GetNthSegment(i).GetName().lower().startswith("mesenteric")))
+    df = pipe.process(vol, good).dataframe.set_index("region")
+    whole = (sitk.GetArrayFromImage(ph.groups) == 1).sum() * np.prod(ph.ct.GetSpacing())
+    assert cut < 0.9 * whole  # with the mesenteric arteries the aorta is cut above them
+    assert df.loc["aorta", "artery_volume_mm3"] == pytest.approx(whole)  # without: not cut

@@ -94,7 +94,7 @@ def main():
         from CalciumScoringLib.segmentation.engine import segment
         from CalciumScoringLib.segmentation.models import bundled_model
 
-        net = bundled_model("artery-groups")  # not the name: training/artery-groups/ is a folder
+        net = bundled_model("artery-groups")
         print(f"\nbundled artery-groups network {net.version} on the real scans:")
         for name, ct, sources in real:
             groups = segment(ct, net, threads=2)

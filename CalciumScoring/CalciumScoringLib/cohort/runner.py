@@ -260,7 +260,7 @@ def _process(case, o, out_root, final):
         missing = groups_src.get("missing_groups", [])
         short = shorten_arteries(groups, stump_length_mm=o.stump_length_mm,
                                  aorta_margin_mm=o.aorta_margin_mm,
-                                 cut_aorta="mesenteric" not in missing)
+                                 cut_aorta=qc.aorta_cut_defined(missing))
         if "model" in groups_src and "model" in calcium_src:  # 2 mm group edge cuts the wall
             short.labelmap, groups, calcium_src["wall_calcium_attached_mm3"] = \
                 attach_to_shortened(short.labelmap, groups, calcium)

@@ -150,6 +150,12 @@ def check_result(ct, groups, calcium=None):
     return flags
 
 
+def aorta_cut_defined(missing):
+    """Whether the published aorta cut ("1 cm above the highest side artery") can be placed:
+    not when the artery source has no mesenteric arteries (it would fall at the iliacs)."""
+    return "mesenteric" not in missing
+
+
 def groups_missing_flag(missing, source=None):
     """The flag ``groups_missing``: groups the artery source does not label at all (their
     scores are missing, not zero; without the mesenteric arteries the aorta is not cut)."""

@@ -195,6 +195,7 @@ class CalciumScoringPipeline:
         from ArteryShorteningLib import shorten_arteries
 
         from ..errors import Cancelled
+        from ..qc.checks import aorta_cut_defined
         from ..scoring import thresholds
         from ..scoring.scores import score
         from ..segmentation.engine import segment
@@ -239,7 +240,7 @@ class CalciumScoringPipeline:
         if job.segments is not None:  # groups the user's segmentation does not hold at all
             held = set(job.segments.groups.values())
             missing = [g for g in st.GROUP_LABELS if g not in held]
-        c.shortening = shorten_arteries(c.groups_full, cut_aorta="mesenteric" not in missing,
+        c.shortening = shorten_arteries(c.groups_full, cut_aorta=aorta_cut_defined(missing),
                                         **job.params)
         if job.groups_model is not None and "model" in c.calcium_source:  # 2 mm edge, wall
             c.shortening.labelmap, c.groups_full, mm3 = attach_to_shortened(

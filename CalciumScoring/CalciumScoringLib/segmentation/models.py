@@ -195,9 +195,19 @@ def bundled_model(name):
 
 
 def find_model(model):
-    """A :class:`ModelInfo` from a registered name or a folder path."""
+    """A :class:`ModelInfo` from a registered name or a folder path.
+
+    A bare name (no path separator) is looked up in the registry first, so a folder of the
+    same name in the working directory (e.g. ``training/artery-groups/``, a training work
+    folder) does not shadow the model; write ``./name`` for such a folder.
+    """
     if isinstance(model, ModelInfo):
         return model
+    bare = not any(sep in str(model) for sep in {"/", os.sep})
+    if bare:
+        found = next((m for m in list_models() if m.name == str(model)), None)
+        if found is not None:
+            return found
     p = Path(str(model))
     if p.is_dir():
         if (p / "dataset.json").exists() and not (p / "model.json").exists():
