@@ -54,3 +54,14 @@ def binary_image(mask, reference):
     img = sitk.GetImageFromArray(np.asarray(mask, np.uint8))
     img.CopyInformation(reference)
     return img
+
+
+def on_grid(img, reference):
+    """``img`` itself when it shares ``reference``'s grid (size, origin, spacing, direction),
+    else resampled onto it by nearest neighbour (label maps)."""
+    same = img.GetSize() == reference.GetSize() and all(
+        np.allclose(f(img), f(reference), atol=tol) for f, tol in (
+            (sitk.Image.GetOrigin, 1e-3), (sitk.Image.GetSpacing, 1e-4),
+            (sitk.Image.GetDirection, 1e-4)))
+    return img if same else sitk.Resample(img, reference, sitk.Transform(),
+                                          sitk.sitkNearestNeighbor, 0)

@@ -29,6 +29,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from .. import __version__
+from ..imagecheck import on_grid
 from ..qc import checks as qc
 from .claims import claim, sweep, tmp_folder, write_atomic
 
@@ -163,13 +164,6 @@ def _check_header_spacing(p):
                                 f"{pix}); convert the scan again from DICOM or fix the header")
 
 
-def _on_grid(img, ct, name):
-    if img.GetSize() == ct.GetSize() and np.allclose(img.GetOrigin(), ct.GetOrigin(), atol=1e-3) \
-            and np.allclose(img.GetSpacing(), ct.GetSpacing(), atol=1e-4):
-        return img
-    return sitk.Resample(img, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-
-
 def _artery_groups(case, ct, o):
     if case.groups:
         from ..segmentation.totalsegmentator import load_groups
@@ -177,7 +171,7 @@ def _artery_groups(case, ct, o):
         ts = load_groups(case.groups, ct, o.groups_classes)
         if ts is not None:
             return ts.image, ts.provenance()
-        return sitk.Cast(_on_grid(read_ct(case.groups), ct, "groups"), sitk.sitkUInt8), \
+        return sitk.Cast(on_grid(read_ct(case.groups), ct), sitk.sitkUInt8), \
             {"source": case.groups}
     model = o.groups_model
     if model == "auto":
@@ -201,7 +195,7 @@ def _calcium(case, ct, groups, o):
     from ..scoring import thresholds
 
     if case.calcium:
-        return sitk.Cast(_on_grid(read_ct(case.calcium), ct, "calcium") > 0, sitk.sitkUInt8), \
+        return sitk.Cast(on_grid(read_ct(case.calcium), ct) > 0, sitk.sitkUInt8), \
             {"source": case.calcium}
     if o.calcium_model:
         from ..segmentation.engine import segment

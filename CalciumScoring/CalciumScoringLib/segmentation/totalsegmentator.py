@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..imagecheck import on_grid
+
 #: artery groups of the model-B convention (../shared/METHOD.md §1)
 GROUPS = {"aorta": 1, "iliac": 2, "mesenteric": 3, "renal": 4}
 #: TotalSegmentator structure name -> group (names of its ``total`` and ``renal_arteries``
@@ -93,14 +95,7 @@ def read_classes(path):
 
 
 def _on_grid(img, reference):
-    if reference is None:
-        return img
-    same = img.GetSize() == reference.GetSize() and np.allclose(
-        img.GetOrigin(), reference.GetOrigin(), atol=1e-3) and np.allclose(
-        img.GetSpacing(), reference.GetSpacing(), atol=1e-4) and np.allclose(
-        img.GetDirection(), reference.GetDirection(), atol=1e-4)
-    return img if same else sitk.Resample(img, reference, sitk.Transform(),
-                                          sitk.sitkNearestNeighbor, 0)
+    return img if reference is None else on_grid(img, reference)
 
 
 def _result(found, masks, reference, source):
