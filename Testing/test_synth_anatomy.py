@@ -1,0 +1,86 @@
+"""The real-anatomy training synthesis (training/synth_anatomy.py, synth_paint.py) on the
+label maps of ../shared/data: branches where anatomy puts them, phases painted as asked,
+left and right kept."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "training"))
+
+
+@pytest.fixture(scope="module")
+def variants(shared_data):
+    import synth_anatomy
+
+    if not synth_anatomy.available():
+        pytest.skip("the TotalSegmentator label map is not in ../shared/data")
+    return synth_anatomy.variants(1, seed=3)
+
+
+def _centre(mask):
+    return np.argwhere(mask).mean(0) * 1.5  # mm, (S, P, L)
+
+
+def test_every_label_map_gets_all_four_groups_in_place(variants):
+    import synth_anatomy as sa
+
+    assert sorted(v.name for v in variants) == ["amos_0013", "niivue_torso", "ts_abdomen_ct"]
+    for v in variants:
+        grp, cls = v.grp, v.cls
+        sizes = {g: int((grp == g).sum()) for g in range(1, 5)}
+        assert min(sizes.values()) > 100, (v.name, sizes)
+        aorta, ivc = _centre(grp == 1), _centre(cls == sa.IVC)
+        assert aorta[2] > ivc[2], v.name  # the aorta lies left of the IVC (LPS x = left)
+        # iliacs below the renal arteries, the SMA/celiac in front of the aorta
+        assert _centre(grp == 2)[0] < _centre(grp == 4)[0], v.name
+        mes = np.argwhere(grp == 3) * 1.5
+        assert np.median(mes[:, 1]) < aorta[1] - 5, v.name
+        # each renal artery reaches its kidney: renal voxels touch the kidney classes
+        from scipy import ndimage
+
+        kidney = np.isin(cls, [sa.CORTEX, sa.MEDULLA])
+        touching = ndimage.binary_dilation(grp == 4, iterations=2) & kidney
+        assert touching.sum() > 10, v.name
+        # every drawn branch leaves from the aorta
+        lab, n = ndimage.label(grp > 0, np.ones((3, 3, 3)))
+        assert n >= 1 and (lab == lab[tuple(np.argwhere(grp == 1)[0])]).sum() > 0.9 * (grp > 0).sum()
+
+
+def test_phases_paint_the_lumen_as_drawn(variants):
+    import synth_paint as sp
+
+    rng = np.random.default_rng(0)
+    seen = {}
+    for _ in range(30):
+        v = variants[rng.integers(len(variants))]
+        cls, grp, hu = sp.deformed(v, (48, 48, 48), [2.0] * 3, rng, fg_prob=1.0)
+        img, phase = sp.paint(cls, hu, v, rng, [2.0] * 3)
+        assert img.shape == grp.shape == (48, 48, 48)
+        core = (cls == sp.AORTA)
+        if core.sum() < 200:
+            continue
+        from scipy import ndimage
+
+        core = ndimage.binary_erosion(core, iterations=2)
+        if core.sum() < 20:
+            continue
+        seen.setdefault(phase, []).append(float(np.median(img[core])))
+    assert {"arterial", "portal-venous"} <= set(seen)
+    assert all(200 < x < 650 for x in seen["arterial"]), seen["arterial"]
+    assert all(90 < x < 260 for x in seen["portal-venous"]), seen["portal-venous"]
+
+
+def test_short_series_pads_as_the_sliding_window_does():
+    import synth_paint as sp
+
+    rng = np.random.default_rng(1)
+    img = np.arange(64 * 4 * 4, dtype=np.float32).reshape(64, 4, 4)
+    lab = (img > 500).astype(np.int8)
+    out, olab = sp.short_series(img, lab, (64, 4, 4), rng)
+    n = int(np.flatnonzero(np.diff(out[:, 0, 0]) == 0)[0]) + 1  # where repetition starts
+    assert 12 <= n <= 40
+    assert np.all(out[n:] == out[n - 1]) and np.all(olab[n:] == olab[n - 1])

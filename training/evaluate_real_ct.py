@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""The artery-groups network on every real scan of ``../shared/data``: Dice per group
+against the references, the plausibility check, and a picture per scan.
+
+    python training/evaluate_real_ct.py MODEL_FOLDER_OR_NAME [--figures docs/figures]
+        [--tag NAME] [--json out.json]
+
+References: ``ts_dicom_series/aorta.nii.gz`` (corrected aorta, portal-venous series), the
+team's IRCAD references in ``docs/references/`` (``ircad01_abdomen_<group>.nii.gz``),
+``ts_abdomen_ct/groups.nii.gz`` (aorta, iliac; this scan's anatomy is in the synthesis
+of the real-anatomy network, so it is not a held-out measure for that one).  Besides
+Dice: the share of predicted artery voxels more than 5 mm from any labelled artery (an
+upper bound where the reference does not label every artery: it lists which do).
+
+Pictures: an axial and a coronal CT slice through the aorta with the network's groups
+(filled) and the reference (white outline), and a 3D-like view (the groups seen from the
+front, shaded by depth).  ``ircad01_abdomen`` is licensed for use, not redistribution:
+its pictures show the masks only, never its voxels.  Not installed into Slicer.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from CalciumScoringLib.cohort.runner import read_ct
+from CalciumScoringLib.qc.plausibility import check_arteries
+from CalciumScoringLib.segmentation.engine import segment
+from CalciumScoringLib.segmentation.models import find_model
+from CalciumScoringLib.validation.evaluate import overlap
+from recipes import ROOT
+
+DATA = ROOT.parent / "shared" / "data"
+REFS = ROOT / "docs" / "references"
+NO_VOXELS = {"ircad01_abdomen"}
+GROUPS = {1: "aorta", 2: "iliac", 3: "mesenteric", 4: "renal"}
+COLOURS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.7, 0.3), 3: (0.2, 0.4, 0.9), 4: (0.95, 0.75, 0.1)}
+PHASE = {"ts_abdomen_ct": "non-contrast (aorta ~40 HU)",
+         "ts_dicom_series": "portal-venous (aorta ~151 HU)",
+         "ircad01_abdomen": "late arterial / portal-venous (aorta ~190 HU)",
+         "stent_cta": "arterial CTA with a stent graft (HU clipped 0-2000, spacing assumed)"}
+
+
+def cases():
+    """(name, CT, reference groups image or None, labelled group values) per real scan."""
+    out = []
+    if (DATA / "ts_abdomen_ct").is_dir():
+        ct = read_ct(DATA / "ts_abdomen_ct" / "ct.nii.gz")
+        ref = sitk.Cast(sitk.ReadImage(str(DATA / "ts_abdomen_ct" / "groups.nii.gz")), sitk.sitkUInt8)
+        out.append(("ts_abdomen_ct", ct, ref, (1, 2)))
+    if (DATA / "ts_dicom_series").is_dir():
+        ct = read_ct(DATA / "ts_dicom_series" / "dicom")
+        ref = sitk.ReadImage(str(DATA / "ts_dicom_series" / "aorta.nii.gz"))
+        ref = sitk.Resample(sitk.Cast(ref > 0, sitk.sitkUInt8), ct, sitk.Transform(),
+                            sitk.sitkNearestNeighbor, 0)
+        out.append(("ts_dicom_series", ct, ref, (1,)))
+    if (DATA / "ircad01_abdomen").is_dir():
+        ct = read_ct(DATA / "ircad01_abdomen" / "ct.nii.gz")
+        arr = np.zeros(ct.GetSize()[::-1], np.uint8)
+        have = []
+        for v, g in GROUPS.items():
+            p = REFS / f"ircad01_abdomen_{g}.nii.gz"
+            if p.exists():
+                arr[sitk.GetArrayFromImage(sitk.ReadImage(str(p))) > 0] = v
+                have.append(v)
+        ref = sitk.GetImageFromArray(arr)
+        ref.CopyInformation(ct)
+        out.append(("ircad01_abdomen", ct, ref, tuple(have)))
+    if (DATA / "stent_cta" / "stent.npz").exists():
+        a = np.load(DATA / "stent_cta" / "stent.npz")["arr_0"].astype(np.int16)
+        ct = sitk.GetImageFromArray(a)  # HU clipped to 0..2000 in the file (fat reads 0)
+        ct.SetSpacing((0.85, 0.85, 0.85))  # not stored; roughly 0.7-1 mm
+        out.append(("stent_cta", ct, None, ()))
+    return out
+
+
+def far_share(pred, ref, spacing, mm=5.0):
+    """Share of predicted artery voxels more than ``mm`` from any reference artery voxel."""
+    if not pred.any():
+        return 0.0
+    if not ref.any():
+        return 1.0
+    d = ndimage.distance_transform_edt(~ref, sampling=spacing[::-1])
+    return float((d[pred] > mm).mean())
+
+
+def measure(name, ct, ref, labelled, groups):
+    a = sitk.GetArrayFromImage(groups)
+    res = {"phase": PHASE.get(name, "")}
+    if ref is not None:
+        b = sitk.GetArrayFromImage(ref)
+        for v in labelled:
+            res[f"dice_{GROUPS[v]}"] = round(overlap(a == v, b == v)["dice"], 3)
+        if labelled:
+            res["far_5mm"] = round(far_share(a > 0, b > 0, ct.GetSpacing()), 3)
+            res["labelled_groups"] = [GROUPS[v] for v in labelled]
+    p = check_arteries(ct, groups)
+    res["plausible"] = bool(p.ok)
+    res["failed_checks"] = [c.message for c in p.failed]
+    vox = float(np.prod(ct.GetSpacing()))
+    res["volume_mm3"] = {GROUPS[v]: round(float((a == v).sum()) * vox) for v in GROUPS}
+    return res
+
+
+def _depth_view(lab, spacing):
+    """RGB of the groups seen from the front (LPS: along +y), nearer voxels brighter."""
+    fg = lab > 0
+    any_fg = fg.any(1)
+    first = np.argmax(fg, axis=1)
+    val = np.take_along_axis(lab, first[:, None, :], 1)[:, 0]
+    depth = first * spacing[1]
+    span = max(np.ptp(depth[any_fg]) if any_fg.any() else 1, 1)
+    shade = 1 - 0.6 * (depth - (depth[any_fg].min() if any_fg.any() else 0)) / span
+    rgb = np.ones(val.shape + (3,))
+    for v, c in COLOURS.items():
+        rgb[val == v] = np.array(c) * shade[val == v, None]
+    rgb[~any_fg] = 0.08
+    return rgb[::-1]
+
+
+def figure(path, name, ct, groups, ref, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    orient = lambda im: sitk.DICOMOrient(im, "LPS")  # noqa: E731
+    c, g = orient(ct), orient(groups)
+    hu = sitk.GetArrayFromImage(c).astype(np.float32)
+    if name in NO_VOXELS:
+        hu[:] = -1000
+    lab = sitk.GetArrayFromImage(g)
+    rl = None if ref is None else sitk.GetArrayFromImage(orient(ref))
+    sp = c.GetSpacing()
+    anchor = rl if rl is not None and (rl == 1).any() else lab
+    pts = np.argwhere(anchor == 1) if (anchor == 1).any() else np.argwhere(anchor > 0)
+    cz, cy, cx = (np.median(pts, 0).astype(int) if len(pts) else np.array(hu.shape) // 2)
+    body = np.argwhere((hu > -500).any(0)) if name not in NO_VOXELS else np.argwhere((lab > 0).any(0))
+    if rl is not None:
+        body = np.concatenate([body, np.argwhere((rl > 0).any(0))])
+    (y0, x0), (y1, x1) = (body.min(0), body.max(0) + 1) if len(body) else ((0, 0), hu.shape[1:])
+    y0, x0 = max(y0 - 10, 0), max(x0 - 10, 0)
+    hu, lab = hu[:, y0:y1 + 10, x0:x1 + 10], lab[:, y0:y1 + 10, x0:x1 + 10]
+    rl = None if rl is None else rl[:, y0:y1 + 10, x0:x1 + 10]
+    cy, cx = cy - y0, cx - x0
+    fig, ax = plt.subplots(1, 3, figsize=(17, 6.2))
+    views = [(hu[cz], lab[cz], None if rl is None else rl[cz], 1.0, f"axial slice {cz}"),
+             (hu[:, cy][::-1], lab[:, cy][::-1], None if rl is None else rl[:, cy][::-1],
+              sp[2] / sp[0], f"coronal slice {cy}")]
+    for a, (img, lb, rf, aspect, t) in zip(ax, views):
+        a.imshow(img, cmap="gray", vmin=-160, vmax=340, aspect=aspect)
+        rgba = np.zeros(lb.shape + (4,))
+        for v, col in COLOURS.items():
+            rgba[lb == v] = (*col, 0.45)
+        a.imshow(rgba, aspect=aspect)
+        if rf is not None and rf.any():
+            a.contour(rf > 0, levels=[0.5], colors="white", linewidths=0.8)
+        a.set_title(t)
+        a.axis("off")
+    ax[2].imshow(_depth_view(lab, sp), aspect=sp[2] / sp[0])
+    ax[2].set_title("3D view from the front (network), nearer = brighter")
+    ax[2].axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[v]) for v in GROUPS]
+    fig.legend(handles + [plt.Line2D([], [], color="k")], list(GROUPS.values()) + ["reference (white)"],
+               loc="lower center", ncol=5)
+    import textwrap
+
+    fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=10)
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("--figures")
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--json")
+    ap.add_argument("--only", nargs="*")
+    a = ap.parse_args()
+    info = find_model(a.model)
+    out = {}
+    for name, ct, ref, labelled in cases():
+        if a.only and name not in a.only:
+            continue
+        t = time.time()
+        groups = segment(ct, info, threads=2)
+        res = measure(name, ct, ref, labelled, groups)
+        res["seconds"] = round(time.time() - t, 1)
+        out[name] = res
+        print(name, json.dumps(res), flush=True)
+        if a.figures:
+            dice = ", ".join(f"{k[5:]} Dice {v:.2f}" for k, v in res.items() if k.startswith("dice_"))
+            title = (f"{name} ({res['phase']}): {info.card['name']} {info.card['version']}"
+                     f"{' - ' + dice if dice else ''}; plausibility "
+                     f"{'passed' if res['plausible'] else 'FAILED: ' + '; '.join(res['failed_checks'])[:160]}")
+            figure(Path(a.figures) / f"real_{name}_{a.tag or info.card['version']}.png", name, ct,
+                   groups, ref, title)
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""Real-anatomy training patches for the artery-groups network (SynthSeg-style).
+
+The phantoms teach a bright tube in a cylinder body; real CT has liver, spleen, kidneys and
+veins as bright as a portal-venous aorta and vertebrae and oral contrast as bright as an
+arterial one.  Here the anatomy comes from real label maps in ``../shared/data`` (never
+committed):
+
+- ``ts_abdomen_ct``: TotalSegmentator's whole-anatomy map of a real abdomen-pelvis CT (60
+  structures), with the CT itself for real texture (fat, unlabelled soft tissue, bowel gas,
+  a hip implant);
+- ``label_maps/amos_0013`` and ``label_maps/niivue_torso``: organ maps (AMOS ids) without
+  body or bone; the body, spine, psoas and back muscles are drawn around them from the
+  aorta's position.
+
+None of them labels the celiac trunk, SMA or renal arteries, and the AMOS maps have no
+iliac arteries: these are drawn per variant as curved tubes from the aorta to where they go
+(renal arteries to the kidneys' hila, the celiac trunk splitting towards liver and spleen,
+the SMA in front of the aorta downwards, the iliacs into the pelvis), with random levels,
+calibres and courses.  Plaques are put on the aorta and iliac walls.
+
+Each patch is drawn through a random affine + elastic deformation, painted for a random
+phase (arterial: lumen 250-600 HU; portal-venous: 120-220 HU with veins, liver, spleen and
+kidneys enhanced alike; 10 % unenhanced) either over the real CT's texture or with random
+per-structure intensities and textures, then blurred, biased and noised.  Left and right are
+never flipped: the aorta's side is anatomy.  The scans held out for measuring
+(``ts_dicom_series``, ``ircad01_abdomen``, ``stent_cta``) are not read here.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SPACING = 1.5  # mm, isotropic grid the anatomy is kept on
+
+(AIR, FAT, SOFT, MUSCLE, BONE, MARROW, LUNG, LIVER, SPLEEN, CORTEX, MEDULLA, BOWEL, STOMACH,
+ PANCREAS, FLUID, IVC, PORTAL, HEART, CORD, CARTILAGE, AORTA, ILIAC, MES, RENAL, CALC) = range(25)
+GROUP_OF = {AORTA: 1, ILIAC: 2, MES: 3, RENAL: 4}
+TS = {1: SPLEEN, 4: FLUID, 5: LIVER, 6: STOMACH, 7: PANCREAS, 8: SOFT, 9: SOFT, 15: SOFT,
+      18: BOWEL, 19: BOWEL, 20: BOWEL, 21: FLUID, 22: SOFT, 23: FLUID, 24: FLUID, 51: HEART,
+      52: AORTA, 63: IVC, 64: PORTAL, 65: ILIAC, 66: ILIAC, 67: IVC, 68: IVC, 79: CORD,
+      117: CARTILAGE}
+TS.update({i: LUNG for i in range(10, 15)})
+TS.update({i: BONE for i in list(range(25, 51)) + list(range(69, 79)) + list(range(92, 117))})
+TS.update({i: MUSCLE for i in range(80, 90)})
+TS_KIDNEYS = (3, 2)  # left, right
+AMOS = {1: SPLEEN, 4: FLUID, 5: SOFT, 6: LIVER, 7: STOMACH, 8: AORTA, 9: IVC, 10: PANCREAS,
+        11: SOFT, 12: SOFT, 13: BOWEL, 14: FLUID, 15: SOFT}
+AMOS_KIDNEYS = (3, 2)
+
+
+class Anatomy:
+    """One body on the 1.5 mm LPS grid: ``cls`` (structure class per voxel), ``grp``
+    (artery group 0-4), ``hu`` (the real CT, or None)."""
+
+    def __init__(self, name, cls, grp, hu):
+        self.name, self.cls, self.grp, self.hu = name, cls, grp, hu
+        self.artery_idx = {g: np.argwhere(grp == g) for g in range(1, 5)}
+        self.body_idx = np.argwhere(cls[::4, ::4, ::4] != AIR) * 4
+        if hu is not None:
+            self.real_mean = {c: float(np.median(hu[cls == c])) for c in np.unique(cls)}
+
+
+def _lps(path, interp):
+    img = sitk.DICOMOrient(sitk.ReadImage(str(path)), "LPS")
+    size = [int(round(n * s / SPACING)) for n, s in zip(img.GetSize(), img.GetSpacing())]
+    out = sitk.Resample(img, size, sitk.Transform(), interp, img.GetOrigin(), [SPACING] * 3,
+                        img.GetDirection(), -1024 if interp == sitk.sitkLinear else 0)
+    return sitk.GetArrayFromImage(out)  # z (S+), y (P+), x (L+)
+
+
+def _kidneys(lab, ids):
+    """Cortex and medulla classes of the kidney labels; their masks (left, right)."""
+    masks = [lab == i for i in ids]
+    both = masks[0] | masks[1]
+    inner = ndimage.binary_erosion(both, iterations=3)
+    return both & ~inner, inner, masks
+
+
+def load_ts():
+    """The TotalSegmentator anatomy with its real CT."""
+    d = DATA / "ts_abdomen_ct"
+    hu = _lps(d / "ct.nii.gz", sitk.sitkLinear).astype(np.float32)
+    lab = _lps(d / "totalsegmentator_total.nii.gz", sitk.sitkNearestNeighbor)
+    cls = np.full(lab.shape, SOFT, np.int8)
+    cls[hu < -300] = AIR
+    cls[(hu >= -300) & (hu < -40)] = FAT
+    for k, v in TS.items():
+        cls[lab == k] = v
+    bone = cls == BONE
+    cls[bone & (hu < 250)] = MARROW
+    cortex, medulla, kid = _kidneys(lab, TS_KIDNEYS)
+    cls[cortex], cls[medulla] = CORTEX, MEDULLA
+    return "ts_abdomen_ct", cls, hu, kid
+
+
+def _procedural_body(cls, rng):
+    """Body outline, fat, abdominal wall, spine, psoas and back muscles around an organ map
+    that has none (AMOS): placed from the aorta's position per slice."""
+    organs = cls != AIR
+    nz = cls.shape[0]
+    zs = np.flatnonzero((cls == AORTA).any((1, 2)))
+    cents = {z: np.argwhere(cls[z] == AORTA).mean(0) for z in zs}
+    yy, xx = np.mgrid[:cls.shape[1], :cls.shape[2]]
+    margin = rng.uniform(20, 40) / SPACING
+    wall = rng.uniform(8, 15) / SPACING
+    out = cls.copy()
+    for z in range(nz):
+        if not organs[z].any() and not len(zs):
+            continue
+        near = zs[np.argmin(np.abs(zs - z))] if len(zs) else None
+        ay, ax = cents[near] if near is not None else (cls.shape[1] / 2, cls.shape[2] / 2)
+        hull = organs[z]
+        if hull.any():
+            pts = np.argwhere(hull)
+            cy, cx = pts.mean(0)
+            ry = max((pts[:, 0].max() - pts[:, 0].min()) / 2, 40 / SPACING) + margin
+            rx = max((pts[:, 1].max() - pts[:, 1].min()) / 2, 60 / SPACING) + margin
+        else:
+            cy, cx, ry, rx = ay + 10, ax, 100 / SPACING, 150 / SPACING
+        cy = max(cy, ay + 5 / SPACING)  # the back reaches behind the spine
+        ry = max(ry, (ay - cy) + 90 / SPACING)
+        r = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
+        body = r <= 1
+        sl = out[z]
+        free = sl == AIR
+        sl[free & body] = FAT
+        inner = ((yy - cy) / (ry - wall)) ** 2 + ((xx - cx) / (rx - wall)) ** 2
+        sl[free & body & (inner > 1) & (r < (1 - 4 / min(ry, rx)) ** 2)] = MUSCLE
+        # spine: vertebral body right-behind the aorta, canal and posterior elements
+        sy, sx = ay + 28 / SPACING, ax - 14 / SPACING
+        vb = ((yy - sy) / (16 / SPACING)) ** 2 + ((xx - sx) / (20 / SPACING)) ** 2
+        disc = (z * SPACING) % 32 < 8
+        shell = (vb <= 1) & (vb > 0.7)
+        canal = ((yy - sy - 30 / SPACING) ** 2 + (xx - sx) ** 2) <= (8 / SPACING) ** 2
+        arch = (((yy - sy - 30 / SPACING) ** 2 + (xx - sx) ** 2) <= (14 / SPACING) ** 2) & ~canal
+        spinous = (np.abs(xx - sx) < 4 / SPACING) & (yy > sy + 40 / SPACING) & (yy < sy + 65 / SPACING)
+        psoas = [((yy - sy) / (18 / SPACING)) ** 2 + ((xx - sx - s * 38 / SPACING) / (14 / SPACING)) ** 2 <= 1
+                 for s in (-1, 1)]
+        back = [((yy - sy - 50 / SPACING) / (18 / SPACING)) ** 2 + ((xx - sx - s * 28 / SPACING) / (20 / SPACING)) ** 2 <= 1
+                for s in (-1, 1)]
+        keep = ~np.isin(sl, [LIVER, SPLEEN, CORTEX, MEDULLA, AORTA, IVC, PANCREAS, STOMACH, BOWEL])
+        for m, c in ((back[0] | back[1], MUSCLE), (psoas[0] | psoas[1], MUSCLE),
+                     (vb <= 1, SOFT if disc else MARROW), (shell & ~np.bool_(disc), BONE),
+                     (arch | spinous, BONE), (canal, CORD)):
+            sl[m & keep & body] = c
+    return out
+
+
+def load_amos(path):
+    lab = _lps(path, sitk.sitkNearestNeighbor)
+    cls = np.full(lab.shape, AIR, np.int8)
+    for k, v in AMOS.items():
+        cls[lab == k] = v
+    cortex, medulla, kid = _kidneys(lab, AMOS_KIDNEYS)
+    cls[cortex], cls[medulla] = CORTEX, MEDULLA
+    return Path(path).name.split(".")[0], cls, None, kid
+
+
+# --- arteries the label maps lack ------------------------------------------------------
+
+def _stamp(cls, grp, pts, radius, c):
+    """Balls of ``radius`` (mm, per point) along ``pts`` (mm, z y x) written as class ``c``
+    (the aorta and bone keep theirs)."""
+    for p, r in zip(pts, radius):
+        i = p / SPACING
+        q = int(np.ceil(r / SPACING)) + 1
+        lo = np.maximum(np.floor(i).astype(int) - q, 0)
+        hi = np.minimum(np.floor(i).astype(int) + q + 1, cls.shape)
+        if np.any(hi <= lo):
+            continue
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+        g = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
+        ball = ((g * SPACING - p) ** 2).sum(-1) <= r * r
+        sub = cls[sl]
+        ball &= ~np.isin(sub, [AORTA, BONE, CALC]) | (c == AORTA)
+        sub[ball] = c
+        grp[sl][ball] = GROUP_OF[c]
+
+
+def _curve(points, rng, wiggle=0.0, step=0.75):
+    """A smooth path (mm) through control ``points`` with optional tortuosity."""
+    p = np.asarray(points, float)
+    t = np.linspace(0, 1, len(p))
+    length = np.linalg.norm(np.diff(p, axis=0), axis=1).sum()
+    n = max(int(length / step), 2)
+    s = np.linspace(0, 1, n)
+    deg = min(len(p) - 1, 3)
+    out = np.stack([np.polyval(np.polyfit(t, p[:, k], deg), s) for k in range(3)], 1)
+    if wiggle:
+        ph = rng.uniform(0, 2 * np.pi, 3)
+        cyc = rng.uniform(1, 4)
+        out += wiggle * np.sin(2 * np.pi * cyc * s[:, None] + ph) * np.sin(np.pi * s)[:, None]
+    return out
+
+
+def _branches(cls, grp, kid, rng):
+    """Renal, celiac, SMA (and iliacs where the map has none) drawn from the aorta."""
+    zs = np.flatnonzero((cls == AORTA).any((1, 2)))
+    if len(zs) < 10:
+        return
+    cen = {z: np.argwhere(cls[z] == AORTA).mean(0) * SPACING for z in zs}
+    rad = {z: np.sqrt((cls[z] == AORTA).sum() / np.pi) * SPACING for z in zs}
+
+    def at(zmm):
+        z = int(np.clip(round(zmm / SPACING), zs[0], zs[-1]))
+        z = zs[np.argmin(np.abs(zs - z))]
+        return np.array([z * SPACING, *cen[z]]), rad[z]
+
+    top = zs[-1] * SPACING
+    renal_z = []
+    for side, mask in zip((1, -1), kid):  # left (x+), right
+        pts = np.argwhere(mask) * SPACING
+        if len(pts) < 50:
+            continue
+        kz = pts[:, 0].mean()
+        z0 = kz + rng.uniform(-5, 20)
+        if z0 > top - 10:
+            continue
+        o, r = at(z0)
+        slab = pts[np.abs(pts[:, 0] - kz) < 15]
+        h = slab[np.argmin(np.linalg.norm(slab - o, axis=1))]
+        start = o + np.array([0, 0, side * r * 0.5])
+        mid = (start + h) / 2 + np.array([rng.uniform(-10, 5), rng.uniform(0, 12), 0])
+        path = _curve([start, mid, h + (h - o) / np.linalg.norm(h - o) * 6], rng, rng.uniform(0, 3))
+        _stamp(cls, grp, path, np.full(len(path), rng.uniform(2.0, 3.5)), RENAL)
+        renal_z.append(z0)
+        if rng.random() < 0.25:  # accessory renal artery to the lower pole
+            o2, _ = at(z0 - rng.uniform(15, 35))
+            low = slab[np.argmin(slab[:, 0])] if len(slab) else h
+            path = _curve([o2, (o2 + low) / 2 + np.array([0, 5, 0]), low], rng)
+            _stamp(cls, grp, path, np.full(len(path), rng.uniform(1.5, 2.5)), RENAL)
+    base = max(renal_z) if renal_z else zs[len(zs) // 2] * SPACING
+    zc, zsma = base + rng.uniform(20, 40), 0.0
+    zsma = zc - rng.uniform(8, 20)
+    if zsma < top - 5:  # SMA: forwards, then down in front of the aorta
+        o, r = at(zsma)
+        fwd = rng.uniform(10, 20)
+        length = rng.uniform(60, 120)
+        p1 = o + np.array([-fwd * 0.4, -(r + fwd), 0])
+        p2 = p1 + np.array([-length * 0.5, -rng.uniform(0, 10), rng.uniform(-12, 4)])
+        p3 = p1 + np.array([-length, -rng.uniform(0, 15), rng.uniform(-20, 4)])
+        path = _curve([o, p1, p2, p3], rng, rng.uniform(0, 4))
+        _stamp(cls, grp, path, np.linspace(rng.uniform(3, 4.5), rng.uniform(1.8, 2.5), len(path)), MES)
+    if zc < top - 5:  # celiac trunk, splitting to the liver (right) and the spleen (left)
+        o, r = at(zc)
+        end = o + np.array([rng.uniform(0, 8), -(r + rng.uniform(10, 25)), rng.uniform(-3, 3)])
+        trunk = _curve([o, (o + end) / 2, end], rng)
+        rt = rng.uniform(2.5, 4)
+        _stamp(cls, grp, trunk, np.full(len(trunk), rt), MES)
+        for target, sign in ((LIVER, -1), (SPLEEN, 1)):
+            pts = np.argwhere(cls[::2, ::2, ::2] == target) * 2 * SPACING
+            if len(pts):
+                tgt = pts[np.argmin(np.linalg.norm(pts - end, axis=1))]
+            else:
+                tgt = end + np.array([0, 10, sign * 60])
+            d = tgt - end
+            stop = end + d * min(1.0, rng.uniform(30, 90) / max(np.linalg.norm(d), 1))
+            mid = (end + stop) / 2 + np.array([rng.uniform(-5, 10), rng.uniform(-5, 10), 0])
+            path = _curve([end, mid, stop], rng, rng.uniform(0, 6) if target == SPLEEN else 0)
+            _stamp(cls, grp, path, np.full(len(path), rt * rng.uniform(0.6, 0.9)), MES)
+    if not (cls == ILIAC).any():  # the common and external iliac arteries
+        o, r = at(zs[0] * SPACING)
+        for side in (1, -1):
+            spread = np.deg2rad(rng.uniform(20, 35))
+            l1, l2 = rng.uniform(40, 60), rng.uniform(50, 90)
+            p1 = o + np.array([-l1 * np.cos(spread), rng.uniform(-5, 5), side * l1 * np.sin(spread)])
+            p2 = p1 + np.array([-l2, -rng.uniform(10, 30), side * rng.uniform(10, 25)])
+            path = _curve([o, p1, (p1 + p2) / 2 + np.array([0, 5, 0]), p2], rng, rng.uniform(0, 4))
+            _stamp(cls, grp, path, np.linspace(rng.uniform(4, 6), rng.uniform(3, 4.5), len(path)), ILIAC)
+
+
+def _plaques(cls, grp, rng):
+    wall = np.isin(cls, [AORTA, ILIAC]) & ~ndimage.binary_erosion(np.isin(cls, [AORTA, ILIAC]))
+    idx = np.argwhere(wall)
+    for i in idx[rng.choice(len(idx), min(int(rng.integers(0, 25)), len(idx)), replace=False)]:
+        r = rng.uniform(1, 3) / SPACING
+        sl = tuple(slice(max(int(a - r) - 1, 0), min(int(a + r) + 2, n)) for a, n in zip(i, cls.shape))
+        g = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in sl], indexing="ij"), -1)
+        ball = ((g - i) ** 2).sum(-1) <= r * r
+        ball &= grp[sl] > 0
+        cls[sl][ball] = CALC
+
+
+def variants(n_per_anatomy, seed=0):
+    """``n_per_anatomy`` Anatomy variants (own branches and plaques) of each label map."""
+    rng = np.random.default_rng(seed)
+    out = []
+    sources = [load_ts] + [lambda p=p: load_amos(p) for p in
+                           sorted((DATA / "label_maps").glob("*.nii.gz"))]
+    for load in sources:
+        name, cls0, hu, kid = load()
+        for _ in range(n_per_anatomy):
+            cls = _procedural_body(cls0, rng) if hu is None else cls0.copy()
+            grp = np.zeros(cls.shape, np.int8)
+            for c, g in GROUP_OF.items():
+                grp[cls == c] = g
+            _branches(cls, grp, kid, rng)
+            _plaques(cls, grp, rng)
+            out.append(Anatomy(name, cls, grp, hu))
+    return out
+
+
+def available():
+    return (DATA / "ts_abdomen_ct" / "totalsegmentator_total.nii.gz").is_file()

@@ -1,0 +1,146 @@
+"""Training patches from the real-anatomy variants of ``synth_anatomy``: a random
+deformation of the anatomy, painted as a CT of a random phase.
+
+``anatomy_patch(anat, patch, spacing_mm, rng)`` returns ``(image, groups)`` on the model
+grid, the image normalised as the network sees it.  Not installed into Slicer.
+"""
+
+import numpy as np
+from scipy import ndimage
+from synth_anatomy import (
+    AIR, AORTA, BONE, BOWEL, CALC, CARTILAGE, CORD, CORTEX, FAT, FLUID, HEART, ILIAC, IVC, LIVER,
+    LUNG, MARROW, MEDULLA, MES, MUSCLE, PANCREAS, PORTAL, RENAL, SOFT, SPACING, SPLEEN, STOMACH,
+)
+
+ARTERIES = (AORTA, ILIAC, MES, RENAL)
+NCLS = CALC + 1
+ENHANCING = (LIVER, SPLEEN, CORTEX, MEDULLA, PANCREAS, IVC, PORTAL, HEART)
+
+
+def phase_table(rng):
+    """(phase, lumen HU, HU per structure class) of one synthetic scan."""
+    u = rng.uniform
+    phase = rng.choice(["arterial", "portal-venous", "unenhanced"], p=[0.45, 0.45, 0.10])
+    t = np.zeros(NCLS, np.float32)
+    t[AIR], t[LUNG], t[FAT] = -1000, u(-880, -800), u(-125, -75)
+    t[SOFT], t[MUSCLE], t[BONE], t[MARROW] = u(15, 50), u(40, 65), u(350, 1000), u(140, 320)
+    t[CORD], t[CARTILAGE], t[FLUID] = u(20, 40), u(80, 180), u(-5, 20)
+    t[BOWEL], t[STOMACH] = u(15, 50), u(15, 50)
+    if phase == "arterial":
+        lumen = u(250, 600)
+        t[LIVER], t[SPLEEN], t[CORTEX], t[MEDULLA] = u(55, 95), u(90, 190), u(140, 300), u(60, 120)
+        t[PANCREAS], t[IVC], t[PORTAL], t[HEART] = u(90, 150), u(40, 130), u(90, 180), lumen * u(0.6, 1)
+    elif phase == "portal-venous":
+        lumen = u(120, 220)
+        cortex = u(120, 220)
+        t[LIVER], t[SPLEEN], t[CORTEX], t[MEDULLA] = u(85, 145), u(95, 155), cortex, cortex * u(0.8, 1)
+        t[PANCREAS], t[IVC], t[PORTAL], t[HEART] = (u(75, 125), lumen * u(0.75, 1.1),
+                                                     lumen * u(0.8, 1.15), lumen * u(0.8, 1))
+    else:
+        lumen = u(30, 60)
+        t[LIVER], t[SPLEEN], t[CORTEX], t[MEDULLA] = u(45, 70), u(38, 55), u(25, 40), u(25, 40)
+        t[PANCREAS], t[IVC], t[PORTAL], t[HEART] = u(30, 50), u(30, 55), u(30, 55), u(30, 55)
+    t[list(ARTERIES)] = lumen
+    t[CALC] = max(u(300, 1300), lumen + u(100, 600))
+    return str(phase), float(lumen), t
+
+
+def _smooth_field(shape, rng, sigma):
+    f = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
+    return f / (f.std() + 1e-6)
+
+
+def _rotation(rng):
+    a = np.deg2rad([rng.uniform(-12, 12), rng.uniform(-6, 6), rng.uniform(-6, 6)])
+    c, s = np.cos(a), np.sin(a)
+    rz = np.array([[1, 0, 0], [0, c[0], -s[0]], [0, s[0], c[0]]])  # about the S axis (in-plane)
+    ry = np.array([[c[1], 0, s[1]], [0, 1, 0], [-s[1], 0, c[1]]])
+    rx = np.array([[c[2], -s[2], 0], [s[2], c[2], 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def deformed(anat, patch, spacing_mm, rng, fg_prob=0.65):
+    """(class, group, real HU or None) arrays of one randomly deformed patch."""
+    groups = [g for g, idx in anat.artery_idx.items() if len(idx)]
+    if rng.random() < fg_prob and groups:
+        idx = anat.artery_idx[int(rng.choice(groups))]
+        centre = idx[rng.integers(len(idx))] * SPACING
+    else:
+        centre = anat.body_idx[rng.integers(len(anat.body_idx))] * SPACING
+    size = np.asarray(patch, float) * np.asarray(spacing_mm[::-1])
+    centre = centre + rng.uniform(-0.25, 0.25, 3) * size
+    grid = np.stack(np.meshgrid(*[(np.arange(n) - n / 2 + 0.5) * s
+                                  for n, s in zip(patch, spacing_mm[::-1])], indexing="ij"))
+    a = _rotation(rng) @ np.diag(rng.uniform(0.85, 1.15, 3))
+    pts = np.tensordot(a, grid, 1)
+    amp = rng.uniform(0, 5)
+    if amp > 0.5:
+        coarse = rng.normal(0, amp, (3, 5, 5, 5))
+        pts += np.stack([ndimage.zoom(c, np.asarray(patch) / 5, order=3)[: patch[0], : patch[1], : patch[2]]
+                         for c in coarse])
+    idx = (pts + centre[:, None, None, None]) / SPACING
+    cls = ndimage.map_coordinates(anat.cls, idx, order=0, mode="constant", cval=AIR)
+    grp = ndimage.map_coordinates(anat.grp, idx, order=0, mode="constant", cval=0)
+    hu = (None if anat.hu is None else
+          ndimage.map_coordinates(anat.hu, idx, order=1, mode="constant", cval=-1024))
+    return cls, grp, hu
+
+
+def paint(cls, hu, anat, rng, spacing_mm):
+    """A CT of ``cls`` for a random phase: over the real texture ``hu`` (when given, 60 %)
+    or from per-structure intensities with random texture (15 % of those fully random)."""
+    phase, lumen, t = phase_table(rng)
+    art = np.isin(cls, ARTERIES)
+    if hu is not None and rng.random() < 0.6:
+        img = hu.copy()
+        for c in ENHANCING:
+            m = cls == c
+            if m.any() and c in anat.real_mean:
+                img[m] += t[c] - anat.real_mean[c]
+        calc_real = art & (hu > 250)
+        img[art] = lumen + 12 * _smooth_field(cls.shape, rng, 1.0)[art]
+        img[calc_real] = np.maximum(img[calc_real], hu[calc_real])
+    else:
+        if rng.random() < 0.15:  # SynthSeg: any structure any intensity, so shape and place count
+            t = rng.uniform(-150, 700, NCLS).astype(np.float32)
+            t[AIR], phase = -1000, "random"
+        img = t[cls]
+        tex = _smooth_field(cls.shape, rng, rng.uniform(0.5, 2.0))
+        amp = rng.uniform(0, 25, NCLS).astype(np.float32)
+        amp[ARTERIES, ] = rng.uniform(0, 10)
+        img += amp[cls] * tex
+        if rng.random() < 0.5:  # gas in bowel and stomach
+            gut = np.isin(cls, [BOWEL, STOMACH]) & (_smooth_field(cls.shape, rng, 2.0) > 1.0)
+            img[gut] = -1000
+    calc = cls == CALC
+    img[calc] = t[CALC] + 80 * _smooth_field(cls.shape, rng, 0.7)[calc]
+    if rng.random() < 0.3:  # oral contrast in parts of the bowel
+        gut = np.isin(cls, [BOWEL, STOMACH]) & (_smooth_field(cls.shape, rng, 3.0) > 0.3) & (img > -300)
+        img[gut] = rng.uniform(150, 600)
+    sig = np.array([rng.uniform(0.3, 1.6), rng.uniform(0.3, 0.9), 0.0])
+    sig[2] = sig[1]
+    img = ndimage.gaussian_filter(img, sig)
+    img += rng.uniform(0, 40) * _smooth_field(cls.shape, rng, 12.0)
+    noise = rng.normal(0, rng.uniform(5, 30), cls.shape).astype(np.float32)
+    img += ndimage.gaussian_filter(noise, 0.4) * 1.6
+    return img.astype(np.float32), phase
+
+
+def short_series(img, grp, patch, rng):
+    """A series only ``n`` slices high (12-40 at the model grid), padded as the sliding
+    window pads: the last slice repeated."""
+    n = int(rng.integers(12, 41))
+    a = int(rng.integers(0, patch[0] - n + 1))
+    pad = ((0, patch[0] - n), (0, 0), (0, 0))
+    return np.pad(img[a:a + n], pad, mode="edge"), np.pad(grp[a:a + n], pad, mode="edge")
+
+
+def anatomy_patch(anat, patch, spacing_mm, norm, rng):
+    """(normalised image, group labels int64) of one training patch."""
+    from CalciumScoringLib.segmentation.engine import normalise
+
+    cls, grp, hu = deformed(anat, patch, spacing_mm, rng)
+    img, _ = paint(cls, hu, anat, rng, spacing_mm)
+    if rng.random() < 0.12:
+        img, grp = short_series(img, grp, patch, rng)
+    return normalise(img, norm), grp.astype(np.int64)
