@@ -10,7 +10,8 @@ team's IRCAD references in ``docs/references/`` (``ircad01_abdomen_<group>.nii.g
 ``ts_abdomen_ct/groups.nii.gz`` (aorta, iliac; this scan's anatomy is in the synthesis
 of the real-anatomy network, so it is not a held-out measure for that one).  Besides
 Dice: the share of predicted artery voxels more than 5 mm from any labelled artery (an
-upper bound where the reference does not label every artery: it lists which do).
+upper bound where the reference does not label every artery: it lists which do), and
+for side branches the Dice within 30 mm of the reference aorta.
 
 Pictures: an axial and a coronal CT slice through the aorta with the network's groups
 (filled) and the reference (white outline), and a 3D-like view (the groups seen from the
@@ -93,8 +94,13 @@ def measure(name, ct, ref, labelled, groups):
     res = {"phase": PHASE.get(name, "")}
     if ref is not None:
         b = sitk.GetArrayFromImage(ref)
+        near = None
         for v in labelled:
             res[f"dice_{GROUPS[v]}"] = round(overlap(a == v, b == v)["dice"], 3)
+            if v in (3, 4) and (b == 1).any():  # side branches within 30 mm of the aorta
+                if near is None:
+                    near = ndimage.distance_transform_edt(b != 1, sampling=ct.GetSpacing()[::-1]) <= 30
+                res[f"dice_{GROUPS[v]}_30mm"] = round(overlap((a == v) & near, (b == v) & near)["dice"], 3)
         if labelled:
             res["far_5mm"] = round(far_share(a > 0, b > 0, ct.GetSpacing()), 3)
             res["labelled_groups"] = [GROUPS[v] for v in labelled]

@@ -112,6 +112,13 @@ def paint(cls, hu, anat, rng, spacing_mm):
         if rng.random() < 0.5:  # gas in bowel and stomach
             gut = np.isin(cls, [BOWEL, STOMACH]) & (_smooth_field(cls.shape, rng, 2.0) > 1.0)
             img[gut] = -1000
+    if rng.random() < 0.1:  # a stent graft: metal struts on the aortic and iliac walls
+        wall = np.isin(cls, (AORTA, ILIAC))
+        wall &= ~ndimage.binary_erosion(wall)
+        period = rng.uniform(2.5, 5.0)
+        zz, yy, xx = np.indices(cls.shape) * np.asarray(spacing_mm[::-1])[:, None, None, None]
+        mesh = np.abs(np.sin(zz / period + np.sin(xx / period)) + np.sin(yy / period)) > 1.2
+        img[wall & mesh] = rng.uniform(1200, 3000)
     calc = cls == CALC
     img[calc] = t[CALC] + 80 * _smooth_field(cls.shape, rng, 0.7)[calc]
     if rng.random() < 0.3:  # oral contrast in parts of the bowel

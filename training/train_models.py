@@ -118,7 +118,8 @@ def train(name, minutes, threads, pool_size, log):
         if rng.random() < 0.5:  # intensity augmentation on top of the phantom randomisation
             x = x * float(rng.uniform(0.9, 1.1)) + float(rng.uniform(-0.1, 0.1))
         y = torch.from_numpy(np.stack(ys).copy())
-        lr = cfg.get("lr", 2e-3) * max(0.05, 1 - state["iteration"] / cfg.get("decay_iterations", 20000))
+        d0 = cfg.get("decay_from", 0)
+        lr = cfg.get("lr", 2e-3) * max(0.05, 1 - (state["iteration"] - d0) / (cfg.get("decay_iterations", 20000) - d0))
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad()

@@ -40,6 +40,7 @@ from scipy import ndimage
 from ..errors import Cancelled
 from ..imagecheck import crop_box
 from .models import ModelError, find_model, verify_weights
+from .lumen import grow_on_grid
 from .refine import REFINER_PREFIX, load_refiner, lumen_level, refine_on_grid
 
 
@@ -404,6 +405,9 @@ def _segment(ct, model, device, threads, progress, cancel, mirror, roi, roi_marg
             out, probs, lo = out
     if box is not None and post.get("brighter_than"):
         out = relabel_not_brighter(out, ct, **post["brighter_than"])
+    if box is not None and post.get("grow_by_hu"):
+        report(0.95, "growing the arteries to the lumen edge")
+        out, _ = grow_on_grid(out, ct, **post["grow_by_hu"])
     if inputs_of:
         return (out, probs, lo) if box is not None else None
     if box is not None and refine:

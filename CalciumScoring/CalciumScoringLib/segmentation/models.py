@@ -8,7 +8,7 @@ A model is a folder with ``model.json`` (the model card) and a weights file
 ``license``, ``intended_use`` and optionally ``postprocessing``, ``tile_step``,
 ``mirroring`` and ``label_resampling`` (``linear``, ``bspline`` or ``nearest``).
 ``postprocessing`` may hold ``largest_component``, ``tree_of``, ``brighter_than`` and
-``refine_by_hu`` (see :mod:`.engine` and :mod:`.refine`).
+``refine_by_hu`` (see :mod:`.engine` and :mod:`.refine`) and ``grow_by_hu`` (:mod:`.lumen`).
 
 Bundled models live in ``CalciumScoring/Resources/Models/<name>/``; users add
 folders with :func:`register` or the ``VASCULAR_CALCIUM_MODELS`` environment
@@ -106,6 +106,18 @@ def read_card(folder):
         if how == "nearest":
             raise ModelError(f"{path}: refine_by_hu needs the class probabilities on the CT grid; "
                              "use label_resampling linear or bspline")
+    grow = card.get("postprocessing", {}).get("grow_by_hu")
+    if grow is not None:
+        known = {"reference", "groups", "reach_mm", "min_contrast_hu", "bright_sd", "bright_hu",
+                 "disc_scale"}
+        labels = {int(k) for k in card["labels"]}
+        ok = (isinstance(grow, dict) and set(grow) <= known and grow.get("reference") in labels
+              and set(grow.get("groups") or []) <= labels
+              and all(isinstance(grow.get(k, 1.0), (int, float)) for k in known - {"reference", "groups"}))
+        if not ok:
+            raise ModelError(f"{path}: postprocessing grow_by_hu must be "
+                             '{"reference": L, "reach_mm": MM} (optional groups, min_contrast_hu, '
+                             f"bright_sd, bright_hu) with labels of the card; got {grow!r}; fix the card")
     return card
 
 
