@@ -12,7 +12,9 @@ are brighter than half way between them (smoothed by 0.5 mm) and not brighter th
 lumen allows (bone, metal, calcium outside the mask stay out), connected to the group.
 The rule only adds voxels: the network's mask (wall, thrombus, calcium) is kept.  Where the
 lumen is not at least ``min_contrast_hu`` above the surroundings (an unenhanced scan) the
-edge cannot be seen and nothing is changed.
+edge cannot be seen and nothing is changed.  So too where the network's mask is thinner than
+the lumen by more than 3 mm all along (the shell then lies in the lumen): the rule completes
+slices where the network found part of the aorta, not an aorta it found nowhere whole.
 """
 
 import numpy as np
@@ -48,15 +50,19 @@ def _grow_round(out, hu, ref, sp, thr, top, scale):
     radii = np.sqrt(ref[zs].sum(axis=(1, 2)) * sp[1] * sp[2] / np.pi)
     r = scale * float(np.percentile(radii, 75)) + 1.0
     grown = np.zeros(ref.shape, bool)
-    yy, xx = np.ogrid[:ref.shape[1], :ref.shape[2]]
     for z in zs:
         cy, cx = np.argwhere(ref[z]).mean(0)
+        # the slice's work: the disc's bounding box, plus a margin for the smoothing
+        y0, y1 = (int(np.clip(cy + d * (r / sp[1] + 3), 0, ref.shape[1])) for d in (-1, 1))
+        x0, x1 = (int(np.clip(cx + d * (r / sp[2] + 3), 0, ref.shape[2])) for d in (-1, 1))
+        yy, xx = np.ogrid[y0:y1, x0:x1]
         disc = ((yy - cy) * sp[1]) ** 2 + ((xx - cx) * sp[2]) ** 2 <= r * r
-        h = ndimage.gaussian_filter(hu[z].astype(np.float32), 0.5 / sp[1:])
-        cand = disc & (out[z] == 0) & (h >= thr) & (h <= top)
-        comp, _ = ndimage.label(cand | ref[z])
-        keep = np.unique(comp[ref[z]])
-        grown[z] = np.isin(comp, keep[keep > 0]) & cand
+        h = ndimage.gaussian_filter(hu[z, y0:y1, x0:x1].astype(np.float32), 0.5 / sp[1:])
+        cand = disc & (out[z, y0:y1, x0:x1] == 0) & (h >= thr) & (h <= top)
+        rz = ref[z, y0:y1, x0:x1]
+        comp, _ = ndimage.label(cand | rz)
+        keep = np.unique(comp[rz])
+        grown[z, y0:y1, x0:x1] = np.isin(comp, keep[keep > 0]) & cand
     return grown
 
 
