@@ -81,7 +81,9 @@ def grow_by_hu(labels, hu, spacing, reference=1, groups=None, reach_mm=3.0,
     reference : int
         The label whose core gives the lumen level (the aorta).
     groups : sequence of int, optional
-        Labels to grow (default: every label present).
+        Labels to grow by ``reach_mm`` (default: every label present).  With
+        ``disc_scale`` the reference grows by the disc rule and only the other labels
+        listed here grow by ``reach_mm`` (none by default).
     reach_mm : float
         How far beyond its mask a group may grow.
     min_contrast_hu : float

@@ -116,8 +116,8 @@ def read_card(folder):
               and all(isinstance(grow.get(k, 1.0), (int, float)) for k in known - {"reference", "groups"}))
         if not ok:
             raise ModelError(f"{path}: postprocessing grow_by_hu must be "
-                             '{"reference": L, "reach_mm": MM} (optional groups, min_contrast_hu, '
-                             f"bright_sd, bright_hu) with labels of the card; got {grow!r}; fix the card")
+                             '{"reference": L} with optional groups, reach_mm, disc_scale, min_contrast_hu, '
+                             f"bright_sd, bright_hu (labels of the card, numbers); got {grow!r}; fix the card")
     return card
 
 
