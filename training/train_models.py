@@ -143,12 +143,14 @@ def train(name, minutes, threads, pool_size, log):
 
 
 REAL_NOTE = (
-    "real scans of ../shared/data, none used for training or for choosing the checkpoint "
-    "(ts_abdomen_ct's anatomy and texture are in the synthesis, so its numbers are not held "
-    "out); references: ts_dicom_series corrected aorta, ircad01_abdomen team-drawn aorta, "
-    "SMA and celiac trunk (docs/references), ts_abdomen_ct aorta and iliacs; far_5mm = share "
-    "of predicted artery voxels more than 5 mm from a labelled artery (an upper bound where "
-    "not every artery is labelled)")
+    "real scans of ../shared/data; none was used for training, and the last checkpoint was "
+    "bundled without a choice among checkpoints, but they are development data, not held-out "
+    "evidence: ts_abdomen_ct's anatomy and texture are in the synthesis; ircad01_abdomen and "
+    "stent_cta were looked at during training; grow_by_hu was added after ts_dicom_series was "
+    "measured (see training.real_scans_used). References: ts_dicom_series corrected aorta, "
+    "ircad01_abdomen team-drawn aorta, SMA and celiac trunk (docs/references), ts_abdomen_ct "
+    "aorta and iliacs; far_5mm = share of predicted artery voxels more than 5 mm from a "
+    "labelled artery (an upper bound where not every artery is labelled)")
 
 
 def real_ct(folder, log):
