@@ -50,6 +50,43 @@ def test_every_label_map_gets_all_four_groups_in_place(variants):
         assert n >= 1 and (lab == lab[tuple(np.argwhere(grp == 1)[0])]).sum() > 0.9 * (grp > 0).sum()
 
 
+def test_veins_lie_where_anatomy_puts_them_and_are_not_arteries(variants):
+    import synth_anatomy as sa
+    from scipy import ndimage
+
+    for v in variants:
+        vein = v.cls == sa.VEIN
+        assert vein.sum() > 2000, v.name  # renal veins and the SMV at least
+        assert not (v.grp[vein]).any(), v.name  # a vein never carries an artery group
+        aorta = v.grp == 1
+        zs = np.flatnonzero(aorta.any((1, 2)))
+        # the left renal vein crosses the midline at the aorta, in front of it (or behind)
+        crossing = 0
+        for z in zs:
+            xa = np.argwhere(aorta[z])[:, 1]
+            if not len(xa):
+                continue
+            mid = int(np.median(xa))
+            col = vein[z, :, mid]
+            if col.any():
+                ya = np.argwhere(aorta[z])[:, 0]
+                ys = np.flatnonzero(col)
+                assert ys.max() < ya.min() or ys.min() > ya.max(), (v.name, z)  # not inside
+                crossing += 1
+        assert crossing >= 3, v.name
+        # the SMV runs beside the SMA on its right (LPS x: smaller = the patient's right)
+        mes = v.grp == 3
+        zm = np.flatnonzero(mes.any((1, 2)))
+        right = left = 0
+        for z in zm[: len(zm) // 3]:  # the lowest third: the SMA's distal course
+            c = np.argwhere(mes[z]).mean(0)
+            near = np.argwhere(vein[z])
+            near = near[np.linalg.norm(near - c, axis=1) < 25 / 1.5]
+            right += int((near[:, 1] < c[1]).sum())
+            left += int((near[:, 1] >= c[1]).sum())
+        assert right > 2 * left, (v.name, right, left)
+
+
 def test_phases_paint_the_lumen_as_drawn(variants):
     import synth_paint as sp
 

@@ -36,7 +36,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SPACING = 1.5  # mm, isotropic grid the anatomy is kept on
 
 (AIR, FAT, SOFT, MUSCLE, BONE, MARROW, LUNG, LIVER, SPLEEN, CORTEX, MEDULLA, BOWEL, STOMACH,
- PANCREAS, FLUID, IVC, PORTAL, HEART, CORD, CARTILAGE, AORTA, ILIAC, MES, RENAL, CALC) = range(25)
+ PANCREAS, FLUID, IVC, PORTAL, HEART, CORD, CARTILAGE, AORTA, ILIAC, MES, RENAL, CALC,
+ VEIN) = range(26)  # VEIN: veins drawn here (renal, superior mesenteric, splenic, portal)
 GROUP_OF = {AORTA: 1, ILIAC: 2, MES: 3, RENAL: 4}
 TS = {1: SPLEEN, 4: FLUID, 5: LIVER, 6: STOMACH, 7: PANCREAS, 8: SOFT, 9: SOFT, 15: SOFT,
       18: BOWEL, 19: BOWEL, 20: BOWEL, 21: FLUID, 22: SOFT, 23: FLUID, 24: FLUID, 51: HEART,
@@ -164,6 +165,7 @@ def load_amos(path):
 def _stamp(cls, grp, pts, radius, c):
     """Balls of ``radius`` (mm, per point) along ``pts`` (mm, z y x) written as class ``c``
     (the aorta and bone keep theirs)."""
+    protect = [] if c == AORTA else [AORTA, BONE, CALC] + ([ILIAC, MES, RENAL] if c == VEIN else [])
     for p, r in zip(pts, radius):
         i = p / SPACING
         q = int(np.ceil(r / SPACING)) + 1
@@ -175,9 +177,9 @@ def _stamp(cls, grp, pts, radius, c):
         g = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
         ball = ((g * SPACING - p) ** 2).sum(-1) <= r * r
         sub = cls[sl]
-        ball &= ~np.isin(sub, [AORTA, BONE, CALC]) | (c == AORTA)
+        ball &= ~np.isin(sub, protect)
         sub[ball] = c
-        grp[sl][ball] = GROUP_OF[c]
+        grp[sl][ball] = GROUP_OF.get(c, 0)
 
 
 def _curve(points, rng, wiggle=0.0, step=0.75):
@@ -196,32 +198,47 @@ def _curve(points, rng, wiggle=0.0, step=0.75):
     return out
 
 
-def _branches(cls, grp, kid, rng):
-    """Renal, celiac, SMA (and iliacs where the map has none) drawn from the aorta."""
-    zs = np.flatnonzero((cls == AORTA).any((1, 2)))
-    if len(zs) < 10:
-        return
-    cen = {z: np.argwhere(cls[z] == AORTA).mean(0) * SPACING for z in zs}
-    rad = {z: np.sqrt((cls[z] == AORTA).sum() / np.pi) * SPACING for z in zs}
+def _axis(cls, c=AORTA):
+    """Slices holding class ``c`` and ``at(z_mm) -> (centre mm, radius mm)`` along it."""
+    zs = np.flatnonzero((cls == c).any((1, 2)))
+    cen = {z: np.argwhere(cls[z] == c).mean(0) * SPACING for z in zs}
+    rad = {z: np.sqrt((cls[z] == c).sum() / np.pi) * SPACING for z in zs}
 
     def at(zmm):
         z = int(np.clip(round(zmm / SPACING), zs[0], zs[-1]))
         z = zs[np.argmin(np.abs(zs - z))]
         return np.array([z * SPACING, *cen[z]]), rad[z]
 
+    return zs, at
+
+
+def _hilum(mask, o):
+    """The kidney voxel (mm) nearest to ``o`` within 15 mm of the kidney's middle level."""
+    pts = np.argwhere(mask) * SPACING
+    if len(pts) < 50:
+        return None
+    slab = pts[np.abs(pts[:, 0] - pts[:, 0].mean()) < 15]
+    return slab[np.argmin(np.linalg.norm(slab - o, axis=1))], slab
+
+
+def _branches(cls, grp, kid, rng):
+    """Renal, celiac, SMA (and iliacs where the map has none) drawn from the aorta; returns
+    what the veins are placed by (SMA path, renal levels)."""
+    zs, at = _axis(cls)
+    drawn = {"renal_z": [], "sma": None}
+    if len(zs) < 10:
+        return drawn
     top = zs[-1] * SPACING
-    renal_z = []
+    renal_z = drawn["renal_z"]
     for side, mask in zip((1, -1), kid):  # left (x+), right
         pts = np.argwhere(mask) * SPACING
         if len(pts) < 50:
             continue
-        kz = pts[:, 0].mean()
-        z0 = kz + rng.uniform(-5, 20)
+        z0 = pts[:, 0].mean() + rng.uniform(-5, 20)
         if z0 > top - 10:
             continue
         o, r = at(z0)
-        slab = pts[np.abs(pts[:, 0] - kz) < 15]
-        h = slab[np.argmin(np.linalg.norm(slab - o, axis=1))]
+        h, slab = _hilum(mask, o)
         start = o + np.array([0, 0, side * r * 0.5])
         mid = (start + h) / 2 + np.array([rng.uniform(-10, 5), rng.uniform(0, 12), 0])
         path = _curve([start, mid, h + (h - o) / np.linalg.norm(h - o) * 6], rng, rng.uniform(0, 3))
@@ -244,6 +261,7 @@ def _branches(cls, grp, kid, rng):
         p3 = p1 + np.array([-length, -rng.uniform(0, 15), rng.uniform(-20, 4)])
         path = _curve([o, p1, p2, p3], rng, rng.uniform(0, 4))
         _stamp(cls, grp, path, np.linspace(rng.uniform(3, 4.5), rng.uniform(1.8, 2.5), len(path)), MES)
+        drawn["sma"] = path
     if zc < top - 5:  # celiac trunk, splitting to the liver (right) and the spleen (left)
         o, r = at(zc)
         end = o + np.array([rng.uniform(0, 8), -(r + rng.uniform(10, 25)), rng.uniform(-3, 3)])
@@ -270,6 +288,68 @@ def _branches(cls, grp, kid, rng):
             p2 = p1 + np.array([-l2, -rng.uniform(10, 30), side * rng.uniform(10, 25)])
             path = _curve([o, p1, (p1 + p2) / 2 + np.array([0, 5, 0]), p2], rng, rng.uniform(0, 4))
             _stamp(cls, grp, path, np.linspace(rng.uniform(4, 6), rng.uniform(3, 4.5), len(path)), ILIAC)
+    return drawn
+
+
+def _veins(cls, grp, kid, drawn, rng):
+    """The veins beside the branches, as bright as arteries in the portal-venous phase:
+    renal veins from the hila to the IVC (the left one between the SMA and the aorta, 8 %
+    behind the aorta), the superior mesenteric vein right of the SMA up to the confluence,
+    and, where the map has no portal vein, the splenic and portal veins from there."""
+    zs, at = _axis(cls)
+    if len(zs) < 10:
+        return
+    izs, ivc_at = _axis(cls, IVC)
+
+    def ivc(zmm):
+        o, r = at(zmm)
+        if len(izs) and abs(ivc_at(zmm)[0][0] - zmm) < 10:
+            return ivc_at(zmm)[0]
+        return o + np.array([0, 5, -r - 15])
+
+    sma = drawn["sma"]
+    z_sma = sma[0][0] if sma is not None else zs[len(zs) // 2] * SPACING + 20
+    for side, mask in zip((1, -1), kid):
+        lv = max(drawn["renal_z"]) if drawn["renal_z"] else z_sma - 15
+        z = min(lv + rng.uniform(-3, 10), z_sma - 4) if side == 1 else lv + rng.uniform(-8, 6)
+        o, r = at(z)
+        found = _hilum(mask, o)
+        if found is None:
+            continue
+        h, _ = found
+        end = ivc(z)
+        if side == 1:  # the left renal vein crosses the aorta, mostly in front of it
+            behind = rng.random() < 0.08
+            cross = o + np.array([0, (r + 5) * (1 if behind else -1), rng.uniform(-3, 3)])
+            pts = [h, (h + cross) / 2 + np.array([0, -rng.uniform(0, 8), 0]), cross, end]
+        else:
+            pts = [h, (h + end) / 2 + np.array([rng.uniform(-4, 4), -rng.uniform(0, 6), 0]), end]
+        path = _curve(pts, rng, rng.uniform(0, 2))
+        _stamp(cls, grp, path, np.linspace(rng.uniform(4, 6), rng.uniform(3.5, 5), len(path)), VEIN)
+    if sma is None:
+        return
+    conf = sma[min(len(sma) - 1, int(20 / 0.75))] + np.array(
+        [rng.uniform(0, 10), -rng.uniform(6, 12), -rng.uniform(4, 12)])
+    portal = np.argwhere(cls[::2, ::2, ::2] == PORTAL) * 2 * SPACING
+    if len(portal):  # join the map's own portal vein
+        near = portal[np.argmin(np.linalg.norm(portal - conf, axis=1))]
+        if np.linalg.norm(near - conf) < 40:
+            conf = near
+    shift = np.array([0, -rng.uniform(0, 6), -rng.uniform(8, 15)])
+    low = sma[int(len(sma) * rng.uniform(0.6, 1.0)) - 1] + shift
+    mid = sma[len(sma) // 2] + shift
+    path = _curve([low, mid, conf], rng, rng.uniform(0, 3))
+    _stamp(cls, grp, path, np.linspace(rng.uniform(3, 4.5), rng.uniform(4.5, 6.5), len(path)), VEIN)
+    if len(portal):
+        return
+    for target, aim, rad in ((SPLEEN, np.array([10, 10, 90]), (3, 5)),
+                             (LIVER, np.array([35, 0, -45]), (5, 7.5))):
+        pts = np.argwhere(cls[::2, ::2, ::2] == target) * 2 * SPACING
+        goal = conf + aim
+        tgt = pts[np.argmin(np.linalg.norm(pts - goal, axis=1))] if len(pts) else goal
+        bend = (conf + tgt) / 2 + np.array([rng.uniform(-5, 5), rng.uniform(0, 10), 0])
+        path = _curve([conf, bend, tgt], rng, rng.uniform(0, 3))
+        _stamp(cls, grp, path, np.full(len(path), rng.uniform(*rad)), VEIN)
 
 
 def _plaques(cls, grp, rng):
@@ -297,7 +377,8 @@ def variants(n_per_anatomy, seed=0):
             grp = np.zeros(cls.shape, np.int8)
             for c, g in GROUP_OF.items():
                 grp[cls == c] = g
-            _branches(cls, grp, kid, rng)
+            drawn = _branches(cls, grp, kid, rng)
+            _veins(cls, grp, kid, drawn, rng)
             _plaques(cls, grp, rng)
             out.append(Anatomy(name, cls, grp, hu))
     return out

@@ -10,10 +10,11 @@ from scipy import ndimage
 from synth_anatomy import (
     AIR, AORTA, BONE, BOWEL, CALC, CARTILAGE, CORD, CORTEX, FAT, FLUID, HEART, ILIAC, IVC, LIVER,
     LUNG, MARROW, MEDULLA, MES, MUSCLE, PANCREAS, PORTAL, RENAL, SOFT, SPACING, SPLEEN, STOMACH,
+    VEIN,
 )
 
 ARTERIES = (AORTA, ILIAC, MES, RENAL)
-NCLS = CALC + 1
+NCLS = VEIN + 1
 ENHANCING = (LIVER, SPLEEN, CORTEX, MEDULLA, PANCREAS, IVC, PORTAL, HEART)
 
 
@@ -41,6 +42,8 @@ def phase_table(rng):
         t[LIVER], t[SPLEEN], t[CORTEX], t[MEDULLA] = u(45, 70), u(38, 55), u(25, 40), u(25, 40)
         t[PANCREAS], t[IVC], t[PORTAL], t[HEART] = u(30, 50), u(30, 55), u(30, 55), u(30, 55)
     t[list(ARTERIES)] = lumen
+    # drawn veins: renal veins fill early, the mesenteric-portal veins with the portal phase
+    t[VEIN] = t[PORTAL] * u(0.85, 1.15) if phase != "arterial" else u(90, 250)
     t[CALC] = max(u(300, 1300), lumen + u(100, 600))
     return str(phase), float(lumen), t
 
@@ -99,6 +102,8 @@ def paint(cls, hu, anat, rng, spacing_mm):
                 img[m] += t[c] - anat.real_mean[c]
         calc_real = art & (hu > 250)
         img[art] = lumen + 12 * _smooth_field(cls.shape, rng, 1.0)[art]
+        vein = cls == VEIN  # drawn over fat and soft tissue: painted, not offset
+        img[vein] = t[VEIN] + 12 * _smooth_field(cls.shape, rng, 1.0)[vein]
         img[calc_real] = np.maximum(img[calc_real], hu[calc_real])
     else:
         if rng.random() < 0.15:  # SynthSeg: any structure any intensity, so shape and place count
