@@ -52,7 +52,6 @@ def test_every_label_map_gets_all_four_groups_in_place(variants):
 
 def test_veins_lie_where_anatomy_puts_them_and_are_not_arteries(variants):
     import synth_anatomy as sa
-    from scipy import ndimage
 
     for v in variants:
         vein = v.cls == sa.VEIN
