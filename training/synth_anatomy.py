@@ -31,14 +31,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+from synth_body import add_chest, finish_chest, procedural_body
+from synth_geometry import (  # noqa: F401  (the classes are used from here by synth_paint)
+    AIR, AORTA, ARTX, BONE, BOWEL, CALC, CARTILAGE, CORD, CORTEX, FAT, FLUID, GROUP_OF, HEART,
+    ILIAC, IVC, LIVER, LUNG, MARROW, MEDULLA, MES, MUSCLE, PANCREAS, PORTAL, RENAL, SOFT, SPACING,
+    SPLEEN, STOMACH, VEIN, axis, curve, stamp)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SPACING = 1.5  # mm, isotropic grid the anatomy is kept on
-
-(AIR, FAT, SOFT, MUSCLE, BONE, MARROW, LUNG, LIVER, SPLEEN, CORTEX, MEDULLA, BOWEL, STOMACH,
- PANCREAS, FLUID, IVC, PORTAL, HEART, CORD, CARTILAGE, AORTA, ILIAC, MES, RENAL, CALC,
- VEIN) = range(26)  # VEIN: veins drawn here (renal, superior mesenteric, splenic, portal)
-GROUP_OF = {AORTA: 1, ILIAC: 2, MES: 3, RENAL: 4}
 TS = {1: SPLEEN, 4: FLUID, 5: LIVER, 6: STOMACH, 7: PANCREAS, 8: SOFT, 9: SOFT, 15: SOFT,
       18: BOWEL, 19: BOWEL, 20: BOWEL, 21: FLUID, 22: SOFT, 23: FLUID, 24: FLUID, 51: HEART,
       52: AORTA, 63: IVC, 64: PORTAL, 65: ILIAC, 66: ILIAC, 67: IVC, 68: IVC, 79: CORD,
@@ -97,59 +96,6 @@ def load_ts():
     return "ts_abdomen_ct", cls, hu, kid
 
 
-def _procedural_body(cls, rng):
-    """Body outline, fat, abdominal wall, spine, psoas and back muscles around an organ map
-    that has none (AMOS): placed from the aorta's position per slice."""
-    organs = cls != AIR
-    nz = cls.shape[0]
-    zs = np.flatnonzero((cls == AORTA).any((1, 2)))
-    cents = {z: np.argwhere(cls[z] == AORTA).mean(0) for z in zs}
-    yy, xx = np.mgrid[:cls.shape[1], :cls.shape[2]]
-    margin = rng.uniform(20, 40) / SPACING
-    wall = rng.uniform(8, 15) / SPACING
-    out = cls.copy()
-    for z in range(nz):
-        if not organs[z].any() and not len(zs):
-            continue
-        near = zs[np.argmin(np.abs(zs - z))] if len(zs) else None
-        ay, ax = cents[near] if near is not None else (cls.shape[1] / 2, cls.shape[2] / 2)
-        hull = organs[z]
-        if hull.any():
-            pts = np.argwhere(hull)
-            cy, cx = pts.mean(0)
-            ry = max((pts[:, 0].max() - pts[:, 0].min()) / 2, 40 / SPACING) + margin
-            rx = max((pts[:, 1].max() - pts[:, 1].min()) / 2, 60 / SPACING) + margin
-        else:
-            cy, cx, ry, rx = ay + 10, ax, 100 / SPACING, 150 / SPACING
-        cy = max(cy, ay + 5 / SPACING)  # the back reaches behind the spine
-        ry = max(ry, (ay - cy) + 90 / SPACING)
-        r = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
-        body = r <= 1
-        sl = out[z]
-        free = sl == AIR
-        sl[free & body] = FAT
-        inner = ((yy - cy) / (ry - wall)) ** 2 + ((xx - cx) / (rx - wall)) ** 2
-        sl[free & body & (inner > 1) & (r < (1 - 4 / min(ry, rx)) ** 2)] = MUSCLE
-        # spine: vertebral body right-behind the aorta, canal and posterior elements
-        sy, sx = ay + 28 / SPACING, ax - 14 / SPACING
-        vb = ((yy - sy) / (16 / SPACING)) ** 2 + ((xx - sx) / (20 / SPACING)) ** 2
-        disc = (z * SPACING) % 32 < 8
-        shell = (vb <= 1) & (vb > 0.7)
-        canal = ((yy - sy - 30 / SPACING) ** 2 + (xx - sx) ** 2) <= (8 / SPACING) ** 2
-        arch = (((yy - sy - 30 / SPACING) ** 2 + (xx - sx) ** 2) <= (14 / SPACING) ** 2) & ~canal
-        spinous = (np.abs(xx - sx) < 4 / SPACING) & (yy > sy + 40 / SPACING) & (yy < sy + 65 / SPACING)
-        psoas = [((yy - sy) / (18 / SPACING)) ** 2 + ((xx - sx - s * 38 / SPACING) / (14 / SPACING)) ** 2 <= 1
-                 for s in (-1, 1)]
-        back = [((yy - sy - 50 / SPACING) / (18 / SPACING)) ** 2 + ((xx - sx - s * 28 / SPACING) / (20 / SPACING)) ** 2 <= 1
-                for s in (-1, 1)]
-        keep = ~np.isin(sl, [LIVER, SPLEEN, CORTEX, MEDULLA, AORTA, IVC, PANCREAS, STOMACH, BOWEL])
-        for m, c in ((back[0] | back[1], MUSCLE), (psoas[0] | psoas[1], MUSCLE),
-                     (vb <= 1, SOFT if disc else MARROW), (shell & ~np.bool_(disc), BONE),
-                     (arch | spinous, BONE), (canal, CORD)):
-            sl[m & keep & body] = c
-    return out
-
-
 def load_amos(path):
     lab = _lps(path, sitk.sitkNearestNeighbor)
     cls = np.full(lab.shape, AIR, np.int8)
@@ -161,56 +107,6 @@ def load_amos(path):
 
 
 # --- arteries the label maps lack ------------------------------------------------------
-
-def _stamp(cls, grp, pts, radius, c):
-    """Balls of ``radius`` (mm, per point) along ``pts`` (mm, z y x) written as class ``c``
-    (the aorta and bone keep theirs)."""
-    protect = [] if c == AORTA else [AORTA, BONE, CALC] + ([ILIAC, MES, RENAL] if c == VEIN else [])
-    for p, r in zip(pts, radius):
-        i = p / SPACING
-        q = int(np.ceil(r / SPACING)) + 1
-        lo = np.maximum(np.floor(i).astype(int) - q, 0)
-        hi = np.minimum(np.floor(i).astype(int) + q + 1, cls.shape)
-        if np.any(hi <= lo):
-            continue
-        sl = tuple(slice(a, b) for a, b in zip(lo, hi))
-        g = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
-        ball = ((g * SPACING - p) ** 2).sum(-1) <= r * r
-        sub = cls[sl]
-        ball &= ~np.isin(sub, protect)
-        sub[ball] = c
-        grp[sl][ball] = GROUP_OF.get(c, 0)
-
-
-def _curve(points, rng, wiggle=0.0, step=0.75):
-    """A smooth path (mm) through control ``points`` with optional tortuosity."""
-    p = np.asarray(points, float)
-    t = np.linspace(0, 1, len(p))
-    length = np.linalg.norm(np.diff(p, axis=0), axis=1).sum()
-    n = max(int(length / step), 2)
-    s = np.linspace(0, 1, n)
-    deg = min(len(p) - 1, 3)
-    out = np.stack([np.polyval(np.polyfit(t, p[:, k], deg), s) for k in range(3)], 1)
-    if wiggle:
-        ph = rng.uniform(0, 2 * np.pi, 3)
-        cyc = rng.uniform(1, 4)
-        out += wiggle * np.sin(2 * np.pi * cyc * s[:, None] + ph) * np.sin(np.pi * s)[:, None]
-    return out
-
-
-def _axis(cls, c=AORTA):
-    """Slices holding class ``c`` and ``at(z_mm) -> (centre mm, radius mm)`` along it."""
-    zs = np.flatnonzero((cls == c).any((1, 2)))
-    cen = {z: np.argwhere(cls[z] == c).mean(0) * SPACING for z in zs}
-    rad = {z: np.sqrt((cls[z] == c).sum() / np.pi) * SPACING for z in zs}
-
-    def at(zmm):
-        z = int(np.clip(round(zmm / SPACING), zs[0], zs[-1]))
-        z = zs[np.argmin(np.abs(zs - z))]
-        return np.array([z * SPACING, *cen[z]]), rad[z]
-
-    return zs, at
-
 
 def _hilum(mask, o):
     """The kidney voxel (mm) nearest to ``o`` within 15 mm of the kidney's middle level."""
@@ -224,7 +120,7 @@ def _hilum(mask, o):
 def _branches(cls, grp, kid, rng):
     """Renal, celiac, SMA (and iliacs where the map has none) drawn from the aorta; returns
     what the veins are placed by (SMA path, renal levels)."""
-    zs, at = _axis(cls)
+    zs, at = axis(cls)
     drawn = {"renal_z": [], "sma": None}
     if len(zs) < 10:
         return drawn
@@ -241,14 +137,14 @@ def _branches(cls, grp, kid, rng):
         h, slab = _hilum(mask, o)
         start = o + np.array([0, 0, side * r * 0.5])
         mid = (start + h) / 2 + np.array([rng.uniform(-10, 5), rng.uniform(0, 12), 0])
-        path = _curve([start, mid, h + (h - o) / np.linalg.norm(h - o) * 6], rng, rng.uniform(0, 3))
-        _stamp(cls, grp, path, np.full(len(path), rng.uniform(2.0, 3.5)), RENAL)
+        path = curve([start, mid, h + (h - o) / np.linalg.norm(h - o) * 6], rng, rng.uniform(0, 3))
+        stamp(cls, grp, path, np.full(len(path), rng.uniform(2.0, 3.5)), RENAL)
         renal_z.append(z0)
         if rng.random() < 0.25:  # accessory renal artery to the lower pole
             o2, _ = at(z0 - rng.uniform(15, 35))
             low = slab[np.argmin(slab[:, 0])] if len(slab) else h
-            path = _curve([o2, (o2 + low) / 2 + np.array([0, 5, 0]), low], rng)
-            _stamp(cls, grp, path, np.full(len(path), rng.uniform(1.5, 2.5)), RENAL)
+            path = curve([o2, (o2 + low) / 2 + np.array([0, 5, 0]), low], rng)
+            stamp(cls, grp, path, np.full(len(path), rng.uniform(1.5, 2.5)), RENAL)
     base = max(renal_z) if renal_z else zs[len(zs) // 2] * SPACING
     zc, zsma = base + rng.uniform(20, 40), 0.0
     zsma = zc - rng.uniform(8, 20)
@@ -259,15 +155,15 @@ def _branches(cls, grp, kid, rng):
         p1 = o + np.array([-fwd * 0.4, -(r + fwd), 0])
         p2 = p1 + np.array([-length * 0.5, -rng.uniform(0, 10), rng.uniform(-12, 4)])
         p3 = p1 + np.array([-length, -rng.uniform(0, 15), rng.uniform(-20, 4)])
-        path = _curve([o, p1, p2, p3], rng, rng.uniform(0, 4))
-        _stamp(cls, grp, path, np.linspace(rng.uniform(3, 4.5), rng.uniform(1.8, 2.5), len(path)), MES)
+        path = curve([o, p1, p2, p3], rng, rng.uniform(0, 4))
+        stamp(cls, grp, path, np.linspace(rng.uniform(3, 4.5), rng.uniform(1.8, 2.5), len(path)), MES)
         drawn["sma"] = path
     if zc < top - 5:  # celiac trunk, splitting to the liver (right) and the spleen (left)
         o, r = at(zc)
         end = o + np.array([rng.uniform(0, 8), -(r + rng.uniform(10, 25)), rng.uniform(-3, 3)])
-        trunk = _curve([o, (o + end) / 2, end], rng)
+        trunk = curve([o, (o + end) / 2, end], rng)
         rt = rng.uniform(2.5, 4)
-        _stamp(cls, grp, trunk, np.full(len(trunk), rt), MES)
+        stamp(cls, grp, trunk, np.full(len(trunk), rt), MES)
         for target, sign in ((LIVER, -1), (SPLEEN, 1)):
             pts = np.argwhere(cls[::2, ::2, ::2] == target) * 2 * SPACING
             if len(pts):
@@ -277,8 +173,8 @@ def _branches(cls, grp, kid, rng):
             d = tgt - end
             stop = end + d * min(1.0, rng.uniform(30, 90) / max(np.linalg.norm(d), 1))
             mid = (end + stop) / 2 + np.array([rng.uniform(-5, 10), rng.uniform(-5, 10), 0])
-            path = _curve([end, mid, stop], rng, rng.uniform(0, 6) if target == SPLEEN else 0)
-            _stamp(cls, grp, path, np.full(len(path), rt * rng.uniform(0.6, 0.9)), MES)
+            path = curve([end, mid, stop], rng, rng.uniform(0, 6) if target == SPLEEN else 0)
+            stamp(cls, grp, path, np.full(len(path), rt * rng.uniform(0.6, 0.9)), MES)
     if not (cls == ILIAC).any():  # the common and external iliac arteries
         o, r = at(zs[0] * SPACING)
         for side in (1, -1):
@@ -286,8 +182,8 @@ def _branches(cls, grp, kid, rng):
             l1, l2 = rng.uniform(40, 60), rng.uniform(50, 90)
             p1 = o + np.array([-l1 * np.cos(spread), rng.uniform(-5, 5), side * l1 * np.sin(spread)])
             p2 = p1 + np.array([-l2, -rng.uniform(10, 30), side * rng.uniform(10, 25)])
-            path = _curve([o, p1, (p1 + p2) / 2 + np.array([0, 5, 0]), p2], rng, rng.uniform(0, 4))
-            _stamp(cls, grp, path, np.linspace(rng.uniform(4, 6), rng.uniform(3, 4.5), len(path)), ILIAC)
+            path = curve([o, p1, (p1 + p2) / 2 + np.array([0, 5, 0]), p2], rng, rng.uniform(0, 4))
+            stamp(cls, grp, path, np.linspace(rng.uniform(4, 6), rng.uniform(3, 4.5), len(path)), ILIAC)
     return drawn
 
 
@@ -296,10 +192,10 @@ def _veins(cls, grp, kid, drawn, rng):
     renal veins from the hila to the IVC (the left one between the SMA and the aorta, 8 %
     behind the aorta), the superior mesenteric vein right of the SMA up to the confluence,
     and, where the map has no portal vein, the splenic and portal veins from there."""
-    zs, at = _axis(cls)
+    zs, at = axis(cls)
     if len(zs) < 10:
         return
-    izs, ivc_at = _axis(cls, IVC)
+    izs, ivc_at = axis(cls, IVC)
 
     def ivc(zmm):
         o, r = at(zmm)
@@ -324,8 +220,8 @@ def _veins(cls, grp, kid, drawn, rng):
             pts = [h, (h + cross) / 2 + np.array([0, -rng.uniform(0, 8), 0]), cross, end]
         else:
             pts = [h, (h + end) / 2 + np.array([rng.uniform(-4, 4), -rng.uniform(0, 6), 0]), end]
-        path = _curve(pts, rng, rng.uniform(0, 2))
-        _stamp(cls, grp, path, np.linspace(rng.uniform(4, 6), rng.uniform(3.5, 5), len(path)), VEIN)
+        path = curve(pts, rng, rng.uniform(0, 2))
+        stamp(cls, grp, path, np.linspace(rng.uniform(4, 6), rng.uniform(3.5, 5), len(path)), VEIN)
     if sma is None:
         return
     conf = sma[min(len(sma) - 1, int(20 / 0.75))] + np.array(
@@ -338,8 +234,8 @@ def _veins(cls, grp, kid, drawn, rng):
     shift = np.array([0, -rng.uniform(0, 6), -rng.uniform(8, 15)])
     low = sma[int(len(sma) * rng.uniform(0.6, 1.0)) - 1] + shift
     mid = sma[len(sma) // 2] + shift
-    path = _curve([low, mid, conf], rng, rng.uniform(0, 3))
-    _stamp(cls, grp, path, np.linspace(rng.uniform(3, 4.5), rng.uniform(4.5, 6.5), len(path)), VEIN)
+    path = curve([low, mid, conf], rng, rng.uniform(0, 3))
+    stamp(cls, grp, path, np.linspace(rng.uniform(3, 4.5), rng.uniform(4.5, 6.5), len(path)), VEIN)
     if len(portal):
         return
     for target, aim, rad in ((SPLEEN, np.array([10, 10, 90]), (3, 5)),
@@ -348,8 +244,8 @@ def _veins(cls, grp, kid, drawn, rng):
         goal = conf + aim
         tgt = pts[np.argmin(np.linalg.norm(pts - goal, axis=1))] if len(pts) else goal
         bend = (conf + tgt) / 2 + np.array([rng.uniform(-5, 5), rng.uniform(0, 10), 0])
-        path = _curve([conf, bend, tgt], rng, rng.uniform(0, 3))
-        _stamp(cls, grp, path, np.full(len(path), rng.uniform(*rad)), VEIN)
+        path = curve([conf, bend, tgt], rng, rng.uniform(0, 3))
+        stamp(cls, grp, path, np.full(len(path), rng.uniform(*rad)), VEIN)
 
 
 def _plaques(cls, grp, rng):
@@ -373,7 +269,13 @@ def variants(n_per_anatomy, seed=0):
     for load in sources:
         name, cls0, hu, kid = load()
         for _ in range(n_per_anatomy):
-            cls = _procedural_body(cls0, rng) if hu is None else cls0.copy()
+            if hu is None:  # AMOS: body drawn around the organs, half of them with a chest
+                cls, chest = add_chest(cls0, rng) if rng.random() < 0.5 else (cls0, None)
+                cls = procedural_body(cls, rng, chest)
+                if chest:
+                    finish_chest(cls, chest, rng)
+            else:
+                cls = cls0.copy()
             grp = np.zeros(cls.shape, np.int8)
             for c, g in GROUP_OF.items():
                 grp[cls == c] = g

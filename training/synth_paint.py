@@ -8,13 +8,13 @@ grid, the image normalised as the network sees it.  Not installed into Slicer.
 import numpy as np
 from scipy import ndimage
 from synth_anatomy import (
-    AIR, AORTA, BONE, BOWEL, CALC, CARTILAGE, CORD, CORTEX, FAT, FLUID, HEART, ILIAC, IVC, LIVER,
+    AIR, AORTA, ARTX, BONE, BOWEL, CALC, CARTILAGE, CORD, CORTEX, FAT, FLUID, HEART, ILIAC, IVC, LIVER,
     LUNG, MARROW, MEDULLA, MES, MUSCLE, PANCREAS, PORTAL, RENAL, SOFT, SPACING, SPLEEN, STOMACH,
     VEIN,
 )
 
 ARTERIES = (AORTA, ILIAC, MES, RENAL)
-NCLS = VEIN + 1
+NCLS = ARTX + 1
 ENHANCING = (LIVER, SPLEEN, CORTEX, MEDULLA, PANCREAS, IVC, PORTAL, HEART)
 
 
@@ -42,6 +42,7 @@ def phase_table(rng):
         t[LIVER], t[SPLEEN], t[CORTEX], t[MEDULLA] = u(45, 70), u(38, 55), u(25, 40), u(25, 40)
         t[PANCREAS], t[IVC], t[PORTAL], t[HEART] = u(30, 50), u(30, 55), u(30, 55), u(30, 55)
     t[list(ARTERIES)] = lumen
+    t[ARTX] = lumen  # arteries of no group (supra-aortic)
     # drawn veins: renal veins fill early, the mesenteric-portal veins with the portal phase
     t[VEIN] = t[PORTAL] * u(0.85, 1.15) if phase != "arterial" else u(90, 250)
     t[CALC] = max(u(300, 1300), lumen + u(100, 600))
