@@ -86,7 +86,8 @@ CONFIGS["artery-groups-veins"] = dict(
     history=CONFIGS["artery-groups-anatomy"]["history"] + "; then from 5130 with drawn veins "
             "in the synthesis (renal veins, superior mesenteric vein, splenic and portal veins "
             "where the map has none), and from 5385 a procedural chest above half of the AMOS "
-            "maps (synth_body.add_chest): lr 4e-4 decaying linearly from 5130 to the 5 % floor "
+            "maps (synth_body.add_chest) and 35 % of renal arteries leaving at the level of the "
+            "other side's (a long oblique course to a low kidney): lr 4e-4 decaying linearly from 5130 to the 5 % floor "
             "at 7200 (to 6700 until 5385)")
 NORM = {"type": "ct", "clip": [-1024.0, 2000.0], "mean": 100.0, "std": 300.0}
 VALIDATION_SEEDS = list(range(100000, 100006))  # held out; they chose the checkpoint to bundle

@@ -16,7 +16,12 @@ None of them labels the celiac trunk, SMA or renal arteries, and the AMOS maps h
 iliac arteries: these are drawn per variant as curved tubes from the aorta to where they go
 (renal arteries to the kidneys' hila, the celiac trunk splitting towards liver and spleen,
 the SMA in front of the aorta downwards, the iliacs into the pelvis), with random levels,
-calibres and courses.  Plaques are put on the aorta and iliac walls.
+calibres and courses.  So are the veins beside them, as bright as arteries in the
+portal-venous phase (renal veins into the IVC, the left one across the aorta; the superior
+mesenteric vein right of the SMA up to the confluence; splenic and portal veins where the
+map has none).  Plaques are put on the aorta and iliac walls.  Half of the AMOS variants
+also get a procedural chest above them (``synth_body``): no map reaches above the
+diaphragm.
 
 Each patch is drawn through a random affine + elastic deformation, painted for a random
 phase (arterial: lumen 250-600 HU; portal-venous: 120-220 HU with veins, liver, spleen and
@@ -131,6 +136,8 @@ def _branches(cls, grp, kid, rng):
         if len(pts) < 50:
             continue
         z0 = pts[:, 0].mean() + rng.uniform(-5, 20)
+        if renal_z and rng.random() < 0.35:  # origins level, kidneys not: a long oblique artery
+            z0 = renal_z[0] + rng.uniform(-6, 6)
         if z0 > top - 10:
             continue
         o, r = at(z0)
