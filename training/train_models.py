@@ -181,7 +181,8 @@ def export(name, log, out_dir=None, measure=True):
                  "niivue_torso (body and spine drawn around them), with celiac trunk, SMA, "
                  "renal (and, for AMOS, iliac) arteries drawn from the aorta per variant, "
                  "randomly deformed and painted as arterial (250-600 HU lumen), portal-venous "
-                 "(120-220 HU, veins, liver, spleen and kidneys alike) or unenhanced CT")
+                 "(120-220 HU, veins, liver, spleen and kidneys alike) or unenhanced CT"
+                 + cfg.get("data_extra", ""))
     card = {"name": out_name, "version": f"{cfg.get('version_prefix', '0.1')}.{saved['state']['iteration']}",
             "labels": cfg["labels"],
             "spacing_mm": cfg["spacing_mm"], "normalization": NORM, "patch_size": cfg["patch_size"],
@@ -207,6 +208,8 @@ def export(name, log, out_dir=None, measure=True):
                                  "never used for any choice"},
             "metrics": {}, "license": "Apache-2.0",
             "intended_use": "research only; not for clinical use"}
+    if "real_scans_used" in cfg:  # which real scans informed what (none is clean evidence)
+        card["training"]["real_scans_used"] = cfg["real_scans_used"]
     folder = Path(out_dir) if out_dir else ROOT / "CalciumScoring" / "Resources" / "Models" / out_name
     save_model(folder, saved["net"], card)
     if not measure:  # a preview of the running training, no metrics
