@@ -112,6 +112,27 @@ def measure(name, ct, ref, labelled, groups):
     return res
 
 
+def calcium_inside(ct, groups, model="arteries-calcium"):
+    """Calcium found inside the artery groups by the calcium network (as the pipeline runs
+    it: on the groups as its region of interest) and by the adaptive threshold (the
+    default): mm3 of each, and of each the part at >= 1,500 HU (stent metal, in the stent
+    graft CTA; there is no calcium reference for any real scan)."""
+    from CalciumScoringLib.scoring.thresholds import adaptive
+
+    roi = sitk.GetArrayFromImage(groups) > 0
+    if not roi.any():
+        return {}
+    hu = sitk.GetArrayViewFromImage(ct)
+    vox = float(np.prod(ct.GetSpacing()))
+    net = sitk.GetArrayFromImage(segment(ct, find_model(model), threads=2, roi=groups > 0)) == 2
+    thr = sitk.GetArrayFromImage(adaptive(ct, groups > 0)) > 0
+    out = {}
+    for k, m in (("network", net & roi), ("adaptive", thr & roi)):
+        out[f"{k}_mm3"] = round(float(m.sum()) * vox, 1)
+        out[f"{k}_over_1500hu_mm3"] = round(float((m & (hu >= 1500)).sum()) * vox, 1)
+    return out
+
+
 def _depth_view(lab, spacing):
     """RGB of the groups seen from the front (LPS: along +y), nearer voxels brighter."""
     fg = lab > 0
@@ -187,6 +208,8 @@ def main():
     ap.add_argument("--tag", default="")
     ap.add_argument("--json")
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--calcium", action="store_true", help="also the calcium found inside the "
+                    "groups by arteries-calcium and by the adaptive threshold")
     a = ap.parse_args()
     info = find_model(a.model)
     out = {}
@@ -197,6 +220,8 @@ def main():
         groups = segment(ct, info, threads=2)
         res = measure(name, ct, ref, labelled, groups)
         res["seconds"] = round(time.time() - t, 1)
+        if a.calcium:
+            res["calcium"] = calcium_inside(ct, groups)
         out[name] = res
         print(name, json.dumps(res), flush=True)
         if a.figures:
