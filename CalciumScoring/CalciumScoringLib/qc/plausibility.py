@@ -25,7 +25,7 @@ aorta
     while within 25 mm of the spine's midline; [0.06-0.31]; an aorta laid on the vertebrae
     of ts_abdomen_ct: 0.56); lumen even along it (10th-90th percentile of 10 mm slab
     medians <= 150 HU [1-28]).
-side groups
+side groups (those of at least 50 mm3: a few 2 mm voxels are noise, not anatomy)
     near the aorta (>= half of the group's voxels in pieces within 5 mm of it [1.00]);
     iliac arteries below the aorta's middle and below the renal and mesenteric arteries;
     renal arteries running sideways (median >= 8 mm from the aorta's centre [30-39]);
@@ -67,6 +67,7 @@ LIMITS = {
     "bone_around_fraction": 0.45,
     "spine_midline_mm": 25.0,
     "lumen_spread_hu": 150.0,
+    "side_min_volume_mm3": 50.0,
     "side_near_mm": 5.0,
     "side_near_fraction": 0.5,
     "renal_lateral_mm": 8.0,
@@ -362,7 +363,8 @@ def check_arteries(ct, groups, missing=()):
 
 def _check_sides(m, missing, add):
     L = LIMITS
-    present = [v for v in (2, 3, 4) if m[f"{GROUP_NAMES[v]}_volume_mm3"] > 0
+    # a few model voxels of a side group are noise, not anatomy: they are not judged
+    present = [v for v in (2, 3, 4) if m[f"{GROUP_NAMES[v]}_volume_mm3"] >= L["side_min_volume_mm3"]
                and GROUP_NAMES[v] not in missing and f"{GROUP_NAMES[v]}_near_fraction" in m]
     for v in present:
         name = GROUP_NAMES[v]
