@@ -45,6 +45,27 @@ def test_a_partly_found_aorta_is_completed_and_the_vein_is_not_followed():
     assert info["threshold_hu"] == pytest.approx((300 + 40) / 2, abs=15)
 
 
+def test_side_pieces_without_lumen_are_removed_and_walled_ones_kept():
+    """need_lumen: a 'mesenteric' piece on soft tissue (the oesophagus a real scan's network
+    called mesenteric) goes; a thin branch whose mask is mostly wall stays whole."""
+    hu, aorta = _scan(vein=False)
+    net = np.zeros(hu.shape, np.uint8)
+    net[aorta] = 1
+    z, y, x = np.mgrid[:30, :100, :100]
+    d = np.hypot((y - 20) * 0.8, (x - 50) * 0.8)
+    hu[d <= 2.5] = 300  # a 5 mm branch in front of the aorta...
+    net[(d <= 5) & (z >= 5)] = 3  # ...its mask 10 mm wide: mostly wall and fat
+    soft = np.hypot((y - 20) * 0.8, (x - 80) * 0.8) <= 6
+    net[soft & (z < 20)] = 3  # soft tissue (40 HU) called mesenteric, apart from it
+    out, info = grow_by_hu(net, hu, SPACING, groups=[1], disc_scale=1.15, need_lumen=[3])
+    assert np.array_equal(out == 3, (net == 3) & ~soft)
+    assert info["removed_voxels"] == int((soft & (z < 20)).sum())
+    # on an unenhanced scan nothing is judged: the lumen cannot be told from tissue
+    hu2, _ = _scan(lumen_hu=45.0, vein=False)
+    out2, info2 = grow_by_hu(net, hu2, SPACING, groups=[1], need_lumen=[3])
+    assert np.array_equal(out2, net) and "skipped" in info2
+
+
 def test_an_unenhanced_scan_is_left_as_it_is():
     hu, aorta = _scan(lumen_hu=45.0, vein=False)
     net = np.zeros(hu.shape, np.uint8)
@@ -61,7 +82,8 @@ def test_the_card_rule_is_checked(tmp_path):
     shutil.copytree(info.folder, d)
     card = json.loads((d / "model.json").read_text())
     assert card["postprocessing"]["grow_by_hu"]["reference"] == 1
-    card["postprocessing"]["grow_by_hu"] = {"reference": 9, "disc_scale": 1.15}
-    (d / "model.json").write_text(json.dumps(card))
-    with pytest.raises(ModelError, match="grow_by_hu"):
-        read_card(d)
+    for bad in ({"reference": 9, "disc_scale": 1.15}, {"reference": 1, "need_lumen": [7]}):
+        card["postprocessing"]["grow_by_hu"] = bad
+        (d / "model.json").write_text(json.dumps(card))
+        with pytest.raises(ModelError, match="grow_by_hu"):
+            read_card(d)

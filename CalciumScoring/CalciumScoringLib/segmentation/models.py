@@ -109,15 +109,17 @@ def read_card(folder):
     grow = card.get("postprocessing", {}).get("grow_by_hu")
     if grow is not None:
         known = {"reference", "groups", "reach_mm", "min_contrast_hu", "bright_sd", "bright_hu",
-                 "disc_scale"}
+                 "disc_scale", "need_lumen"}
+        lists = {"reference", "groups", "need_lumen"}
         labels = {int(k) for k in card["labels"]}
         ok = (isinstance(grow, dict) and set(grow) <= known and grow.get("reference") in labels
-              and set(grow.get("groups") or []) <= labels
-              and all(isinstance(grow.get(k, 1.0), (int, float)) for k in known - {"reference", "groups"}))
+              and set(grow.get("groups") or []) <= labels and set(grow.get("need_lumen") or []) <= labels
+              and all(isinstance(grow.get(k, 1.0), (int, float)) for k in known - lists))
         if not ok:
             raise ModelError(f"{path}: postprocessing grow_by_hu must be "
-                             '{"reference": L} with optional groups, reach_mm, disc_scale, min_contrast_hu, '
-                             f"bright_sd, bright_hu (labels of the card, numbers); got {grow!r}; fix the card")
+                             '{"reference": L} with optional groups, need_lumen (labels of the card), '
+                             "reach_mm, disc_scale, min_contrast_hu, bright_sd, bright_hu (numbers); "
+                             f"got {grow!r}; fix the card")
     return card
 
 
