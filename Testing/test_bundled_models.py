@@ -79,9 +79,10 @@ def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch):
 
 def test_artery_groups_finds_the_real_aorta(shared_data):
     """Real contrast CT: the portal-venous series (its corrected aorta) and IRCAD patient 1
-    (the team's references).  Measured with 0.3.5130: aorta Dice 0.883 and 0.877, every
-    predicted artery voxel of the series within 5 mm of its aorta; both pass the
-    plausibility check.  The bundled phantom-only network had 0.00 on both."""
+    (the team's references).  Measured with 0.4.7182: aorta Dice 0.907 and 0.888, IRCAD's
+    SMA + celiac trunk 0.496, every predicted artery voxel of the series within 5 mm of its
+    aorta; both pass the plausibility check.  (0.3.5130: 0.883, 0.877, 0.356; the
+    phantom-only 0.1.3590: 0.00 on both.)"""
     import sys
 
     from conftest import ROOT
@@ -98,4 +99,4 @@ def test_artery_groups_finds_the_real_aorta(shared_data):
     assert s["dice_aorta"] >= 0.85 and s["far_5mm"] <= 0.05 and s["plausible"], s
     if "ircad01_abdomen" in got:
         r = got["ircad01_abdomen"]
-        assert r["dice_aorta"] >= 0.85 and r["dice_mesenteric"] >= 0.3 and r["plausible"], r
+        assert r["dice_aorta"] >= 0.85 and r["dice_mesenteric"] >= 0.45 and r["plausible"], r
