@@ -120,11 +120,11 @@ def add_chest(cls, rng):
     semi = np.array([rng.uniform(42, 58), rng.uniform(38, 52), rng.uniform(50, 68)])
     hc = np.array([zt + rng.uniform(30, 60), sy - rng.uniform(78, 95), sx + rng.uniform(12, 32)])
     ang = np.deg2rad(rng.uniform(-35, -10))
-    new = np.zeros(out.shape, bool)
-    new[top:] = True
-    outer = _ellipsoid(out.shape, hc, semi, ang) & new & (out == AIR)
-    out[outer] = MUSCLE
-    out[_ellipsoid(out.shape, hc, semi - rng.uniform(7, 12), ang) & outer] = HEART
+    chest_part = out[top:]  # a view: the heart goes in the new slices only
+    at_top = hc - np.array([zt, 0.0, 0.0])
+    outer = _ellipsoid(chest_part.shape, at_top, semi, ang) & (chest_part == AIR)
+    chest_part[outer] = MUSCLE
+    chest_part[_ellipsoid(chest_part.shape, at_top, semi - rng.uniform(7, 12), ang) & outer] = HEART
     # ascending aorta, arch and descending aorta (group aorta)
     root = hc + np.array([0.5 * semi[0], 0.1 * semi[1], -0.3 * semi[2]])
     z_arch = root[0] + rng.uniform(45, 75)

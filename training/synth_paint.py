@@ -102,9 +102,10 @@ def paint(cls, hu, anat, rng, spacing_mm):
             if m.any() and c in anat.real_mean:
                 img[m] += t[c] - anat.real_mean[c]
         calc_real = art & (hu > 250)
-        img[art] = lumen + 12 * _smooth_field(cls.shape, rng, 1.0)[art]
+        grain = 12 * _smooth_field(cls.shape, rng, 1.0)
+        img[art] = lumen + grain[art]
         vein = cls == VEIN  # drawn over fat and soft tissue: painted, not offset
-        img[vein] = t[VEIN] + 12 * _smooth_field(cls.shape, rng, 1.0)[vein]
+        img[vein] = t[VEIN] + grain[vein]
         img[calc_real] = np.maximum(img[calc_real], hu[calc_real])
     else:
         if rng.random() < 0.15:  # SynthSeg: any structure any intensity, so shape and place count

@@ -159,7 +159,7 @@ def grow_by_hu(labels, hu, spacing, reference=1, groups=None, reach_mm=3.0,
     elif not groups:
         groups = [int(v) for v in np.unique(labels) if v]
     for g in groups:
-        m = labels == g
+        m = out == g  # without the pieces need_lumen removed
         gbox = crop_box(m, pad=int(np.ceil(reach_mm / sp.min())) + 1)
         if gbox is None:
             continue
