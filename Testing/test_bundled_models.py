@@ -65,6 +65,10 @@ def test_arteries_calcium_on_a_held_out_phantom(phantom_cache):
     truth = (ref == 2).sum()
     assert abs((lab == 2).sum() / truth - 1) < 0.05
     assert np.isin(np.unique(lab), [0, 1, 2]).all()
+    from CalciumScoringLib.qc.checks import CALCIUM_COVERAGE_MIN, calcium_network_coverage
+
+    cov = calcium_network_coverage(sitk.GetImageFromArray(lab), ph.groups)
+    assert cov > CALCIUM_COVERAGE_MIN + 0.3, cov  # no calcium_network_unsure flag here
 
 
 def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch):

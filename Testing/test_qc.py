@@ -82,6 +82,26 @@ def test_result_flags_on_phantoms(phantom_cache):
     assert [f["code"] for f in qc.check_result(ok.ct, ok.groups * 0)] == ["no_arteries"]
 
 
+def test_calcium_network_that_misses_the_arteries_is_flagged():
+    """A calcification network that labels almost none of the artery groups as artery has
+    not recognised them (arteries-calcium 0.4.6874 on ircad01_abdomen: 0.3 %)."""
+    g = np.zeros((10, 20, 20), np.uint8)
+    g[:, 5:15, 5:15] = 1  # 1,000 group voxels
+    lab = np.zeros_like(g)
+    lab[:, 5:15, 5:9] = 1
+    lab[:, 5:15, 9] = 2  # 500 labelled: 400 artery, 100 calcium
+    cov = qc.calcium_network_coverage(ct_like(lab), ct_like(g))
+    assert cov == pytest.approx(0.5)
+    assert qc.calcium_network_flags({"model": "x", "artery_coverage": cov}) == []
+    lab[:, 5:15, 9] = 0
+    cov = qc.calcium_network_coverage(ct_like(lab), ct_like(g))
+    (f,) = qc.calcium_network_flags({"model": "x", "artery_coverage": cov})
+    assert f["code"] == "calcium_network_unsure" and "40 %" in f["message"]
+    assert qc.calcium_network_flags({"method": "adaptive", "threshold_hu": 300.0}) == []
+    assert np.isnan(qc.calcium_network_coverage(ct_like(lab), ct_like(g * 0)))
+    assert qc.calcium_network_flags({"artery_coverage": float("nan")}) == []
+
+
 def test_dicom_series_empty_and_truncated(shared_data, tmp_path):
     import shutil
 

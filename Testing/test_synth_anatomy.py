@@ -114,6 +114,41 @@ def test_phases_paint_the_lumen_as_drawn(variants):
     assert all(90 < x < 260 for x in seen["portal-venous"]), seen["portal-venous"]
 
 
+def test_calcium_patches_label_visible_plaques_and_every_artery(variants):
+    """The arteries-calcium target: plaques centred half the time, each calcium voxel as
+    least 100 HU above the painted lumen before blur and noise (visible in CTA), every
+    drawn artery labelled artery, grouped or not."""
+    import synth_paint as sp
+    from recipes import NORM
+
+    rng = np.random.default_rng(2)
+    with_calcium = 0
+    for i in range(24):
+        v = variants[i % len(variants)]
+        if not len(v.calcium_idx):
+            continue
+        x, y = sp.anatomy_patch(v, (48, 48, 48), [1.0] * 3, NORM, rng, target="arteries")
+        assert x.shape == y.shape == (48, 48, 48) and set(np.unique(y)) <= {0, 1, 2}
+        with_calcium += int((y == 2).any())
+    assert with_calcium >= 8  # half of the patches are centred on a plaque
+    cls = np.full((6, 6, 6), sp.FAT, np.int8)
+    grp = np.zeros_like(cls)
+    cls[1:5, 1:5, 1:5], grp[1:5, 1:5, 1:5] = sp.AORTA, 1
+    cls[2, 2, 2] = sp.CALC
+    cls[0, 0, 0] = sp.ARTX  # a supra-aortic artery: no group, still an artery
+    real = np.zeros(cls.shape, bool)
+    real[3, 3, 3] = True
+    t = sp.calcium_target(cls, grp, real)
+    assert t[2, 2, 2] == 2 and t[3, 3, 3] == 2 and t[0, 0, 0] == 1 and t[1, 1, 1] == 1
+    assert (t == 2).sum() == 2 and t[5, 5, 5] == 0
+    seen = {}
+    for _ in range(20):  # the real CT's own calcium counts only where it shows above the lumen
+        v = next(v for v in variants if v.hu is not None)
+        c, g, h = sp.deformed(v, (32, 32, 32), [1.0] * 3, rng, calcium_prob=1.0)
+        img, _ = sp.paint(c, h, v, rng, [1.0] * 3, seen)
+        assert not (seen["real_calcium"] & ~np.isin(c, sp.ARTERIES)).any()
+
+
 def test_short_series_pads_as_the_sliding_window_does():
     import synth_paint as sp
 

@@ -15,10 +15,27 @@ picture: IRCAD voxels are not for redistribution, do not commit it).
 How the waypoints were chosen: slice-by-slice lists of bright blobs in front of the
 aorta (the SMA is the one 12-19 mm in front, 4-5 mm wide, at 170-190 HU, followed from
 its origin at slice 88 to slice 44; the celiac trunk leaves the aorta at slice 92 and
-turns up and to the left to slice 100), checked on sagittal maximum projections.  The
-renal arteries are NOT drawn: in this late phase the renal veins, the crura and lumbar
-vessels are as bright and as near, and the team could not tell the renal arteries from
-them with confidence.
+turns up and to the left to slice 100), checked on sagittal maximum projections.
+
+The renal arteries (session 11; session 9 had left them out: in this late phase the renal
+veins are as bright and as near) were told from the veins on coronal slab projections
+that follow the aorta (slabs 5-10 mm thick at set depths behind and in front of its
+centre) and on axial slices, by where each vessel ends and by its HU:
+
+- left: a 4-5 mm tube leaves the aorta's left posterolateral wall at slice 75 (the bump
+  of the aorta reference there) with its lumen continuous with the aortic lumen (no
+  darker wall between them, 175-205 HU), and runs laterally, backwards and slightly down
+  to the hilum, behind the 8-10 mm left renal vein, which crosses in front of the aorta
+  to the IVC at slices 72-75 and does not open into the aorta.  Drawn for 31 mm.
+- right: the right kidney is low (slices 0-45), and a 3-4 mm tube at 180-200 HU (the
+  aortic lumen is 193 HU; the IVC 150-175 HU) was followed slice by slice from the hilum
+  up to the aorta's right anterior wall, which it reaches at slices 75-78 through a
+  calcified ostium (400-990 HU), passing behind the IVC.  Beside it runs a wider vessel
+  that ends in the IVC at slices 58-68 (the right renal vein); the two touch below slice
+  47, so the artery is drawn from its origin to slice 48 (83 mm).
+- the tube searched around the path is 2.5 mm for them (4 mm for the SMA and celiac
+  trunk), so that the vein beside an artery is not taken in.  No accessory renal artery
+  was seen; segmental branches in the hila are not drawn.
 """
 
 import argparse
@@ -32,7 +49,6 @@ from skimage.graph import route_through_array
 ROOT = Path(__file__).resolve().parents[1]
 CT = ROOT.parent / "shared" / "data" / "ircad01_abdomen" / "ct.nii.gz"
 OUT = ROOT / "docs" / "references"
-RADIUS_MM = 4.0
 WAYPOINTS = {  # group: [(x, y, z) voxel indices], from the aorta outwards
     "mesenteric": [  # the superior mesenteric artery, origin to slice 44 (67 mm)
         [(291, 244, 88), (291, 238, 86), (289, 236, 82), (290, 232, 78), (291, 226, 72),
@@ -40,7 +56,20 @@ WAYPOINTS = {  # group: [(x, y, z) voxel indices], from the aorta outwards
         # the celiac trunk, origin to slice 100
         [(293, 246, 92), (294, 240, 94), (300, 234, 96), (309, 227, 98), (306, 223, 100)],
     ],
+    "renal": [  # session 11, see the docstring
+        # left: from the left posterolateral wall at slice 75, posterior to the left renal
+        # vein, towards the hilum (31 mm)
+        [(296, 260, 75), (304, 261, 75), (310, 263, 74), (316, 268, 73), (330, 286, 73),
+         (340, 291, 72)],
+        # right: from the calcified right anterior wall at slices 75-78, behind the IVC, down
+        # to slice 48, where it joins the right renal vein on its way to the low kidney (83 mm)
+        [(268, 243, 78), (264, 241, 74), (257, 240, 72), (250, 241, 69), (245, 243, 67),
+         (239, 245, 64), (230, 246, 60), (222, 248, 56), (215, 251, 52), (208, 252, 48)],
+    ],
 }
+#: the tube around the path searched for lumen: 4 mm for the SMA and celiac trunk; 2.5 mm
+#: for the renal arteries, which run beside their veins (a wider tube takes in the vein)
+RADIUS_MM = {"mesenteric": 4.0, "renal": 2.5}
 
 
 def path_between(cost, a, b, pad=6):
@@ -53,7 +82,7 @@ def path_between(cost, a, b, pad=6):
     return np.asarray(idx) + lo
 
 
-def draw(hu, aorta, spacing, chains, lumen, tissue):
+def draw(hu, aorta, spacing, chains, lumen, tissue, radius_mm):
     sp = np.asarray(spacing, float)[::-1]
     smooth = ndimage.gaussian_filter(hu.astype(np.float32), 0.6 / sp)
     thr = (lumen + tissue) / 2
@@ -64,7 +93,7 @@ def draw(hu, aorta, spacing, chains, lumen, tissue):
         line = np.zeros(hu.shape, bool)
         for a, b in zip(pts[:-1], pts[1:]):
             line[tuple(path_between(cost, a, b).T)] = True
-        near = ndimage.distance_transform_edt(~line, sampling=sp) <= RADIUS_MM
+        near = ndimage.distance_transform_edt(~line, sampling=sp) <= radius_mm
         cand = near & (smooth >= thr) & ~aorta | line & ~aorta
         lab, _ = ndimage.label(cand, np.ones((3, 3, 3)))
         keep = np.unique(lab[line & (lab > 0)])
@@ -86,7 +115,7 @@ def main():
     vox = float(np.prod(ct.GetSpacing()))
     masks = {}
     for group, chains in WAYPOINTS.items():
-        m, thr = draw(hu, aorta, ct.GetSpacing(), chains, lumen, tissue)
+        m, thr = draw(hu, aorta, ct.GetSpacing(), chains, lumen, tissue, RADIUS_MM[group])
         masks[group] = m
         img = sitk.GetImageFromArray(m.astype(np.uint8))
         img.CopyInformation(ct)

@@ -6,12 +6,15 @@ against the references, the plausibility check, and a picture per scan.
         [--tag NAME] [--json out.json]
 
 References: ``ts_dicom_series/aorta.nii.gz`` (corrected aorta, portal-venous series), the
-team's IRCAD references in ``docs/references/`` (``ircad01_abdomen_<group>.nii.gz``),
+team's IRCAD references in ``docs/references/`` (``ircad01_abdomen_<group>.nii.gz``:
+aorta, mesenteric = SMA + celiac trunk, renal),
 ``ts_abdomen_ct/groups.nii.gz`` (aorta, iliac; this scan's anatomy is in the synthesis
 of the real-anatomy network, so it is not a held-out measure for that one).  Besides
 Dice: the share of predicted artery voxels more than 5 mm from any labelled artery (an
 upper bound where the reference does not label every artery: it lists which do), and
-for side branches the Dice within 30 mm of the reference aorta.
+for the mesenteric and renal arteries the Dice within 30 mm of the reference aorta, per
+group and pooled (``dice_branches_30mm``: a voxel agrees where both give it the same
+group).
 
 Pictures: an axial and a coronal CT slice through the aorta with the network's groups
 (filled) and the reference (white outline), and a 3D-like view (the groups seen from the
@@ -95,12 +98,17 @@ def measure(name, ct, ref, labelled, groups):
     if ref is not None:
         b = sitk.GetArrayFromImage(ref)
         near = None
+        both = total = 0  # side branches pooled: each voxel counts where its group agrees
         for v in labelled:
             res[f"dice_{GROUPS[v]}"] = round(overlap(a == v, b == v)["dice"], 3)
             if v in (3, 4) and (b == 1).any():  # side branches within 30 mm of the aorta
                 if near is None:
                     near = ndimage.distance_transform_edt(b != 1, sampling=ct.GetSpacing()[::-1]) <= 30
                 res[f"dice_{GROUPS[v]}_30mm"] = round(overlap((a == v) & near, (b == v) & near)["dice"], 3)
+                both += int(np.count_nonzero((a == v) & (b == v) & near))
+                total += int(np.count_nonzero((a == v) & near)) + int(np.count_nonzero((b == v) & near))
+        if total:  # the team's bar: side branches within 30 mm of the aorta, Dice >= 0.50
+            res["dice_branches_30mm"] = round(2 * both / total, 3)
         if labelled:
             res["far_5mm"] = round(far_share(a > 0, b > 0, ct.GetSpacing()), 3)
             res["labelled_groups"] = [GROUPS[v] for v in labelled]
@@ -116,7 +124,10 @@ def calcium_inside(ct, groups, model="arteries-calcium"):
     """Calcium found inside the artery groups by the calcium network (as the pipeline runs
     it: on the groups as its region of interest) and by the adaptive threshold (the
     default): mm3 of each, and of each the part at >= 1,500 HU (stent metal, in the stent
-    graft CTA; there is no calcium reference for any real scan)."""
+    graft CTA; there is no calcium reference for any real scan); the share of the groups
+    the network labels artery or calcium (``CalciumScoringLib.qc.checks``: below 0.5 the
+    pipeline flags it); the Dice of the two calcium masks."""
+    from CalciumScoringLib.qc.checks import calcium_network_coverage
     from CalciumScoringLib.scoring.thresholds import adaptive
 
     roi = sitk.GetArrayFromImage(groups) > 0
@@ -124,12 +135,14 @@ def calcium_inside(ct, groups, model="arteries-calcium"):
         return {}
     hu = sitk.GetArrayViewFromImage(ct)
     vox = float(np.prod(ct.GetSpacing()))
-    net = sitk.GetArrayFromImage(segment(ct, find_model(model), threads=2, roi=groups > 0)) == 2
+    lab = segment(ct, find_model(model), threads=2, roi=groups > 0)
+    net = sitk.GetArrayFromImage(lab) == 2
     thr = sitk.GetArrayFromImage(adaptive(ct, groups > 0)) > 0
-    out = {}
+    out = {"network_artery_coverage": round(calcium_network_coverage(lab, groups), 4)}
     for k, m in (("network", net & roi), ("adaptive", thr & roi)):
         out[f"{k}_mm3"] = round(float(m.sum()) * vox, 1)
         out[f"{k}_over_1500hu_mm3"] = round(float((m & (hu >= 1500)).sum()) * vox, 1)
+    out["dice_network_adaptive"] = round(overlap(net & roi, thr & roi)["dice"], 3)
     return out
 
 
@@ -209,7 +222,9 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--calcium", action="store_true", help="also the calcium found inside the "
-                    "groups by arteries-calcium and by the adaptive threshold")
+                    "groups by the calcium network and by the adaptive threshold")
+    ap.add_argument("--calcium-model", default="arteries-calcium",
+                    help="calcium network (name or folder) for --calcium")
     a = ap.parse_args()
     info = find_model(a.model)
     out = {}
@@ -221,7 +236,7 @@ def main():
         res = measure(name, ct, ref, labelled, groups)
         res["seconds"] = round(time.time() - t, 1)
         if a.calcium:
-            res["calcium"] = calcium_inside(ct, groups)
+            res["calcium"] = calcium_inside(ct, groups, a.calcium_model)
         out[name] = res
         print(name, json.dumps(res), flush=True)
         if a.figures:

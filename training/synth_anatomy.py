@@ -63,6 +63,7 @@ class Anatomy:
     def __init__(self, name, cls, grp, hu):
         self.name, self.cls, self.grp, self.hu = name, cls, grp, hu
         self.artery_idx = {g: np.argwhere(grp == g) for g in range(1, 5)}
+        self.calcium_idx = np.argwhere(cls == CALC)
         self.body_idx = np.argwhere(cls[::4, ::4, ::4] != AIR) * 4
         if hu is not None:
             self.real_mean = {c: float(np.median(hu[cls == c])) for c in np.unique(cls)}

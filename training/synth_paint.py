@@ -1,8 +1,10 @@
 """Training patches from the real-anatomy variants of ``synth_anatomy``: a random
 deformation of the anatomy, painted as a CT of a random phase.
 
-``anatomy_patch(anat, patch, spacing_mm, rng)`` returns ``(image, groups)`` on the model
-grid, the image normalised as the network sees it.  Not installed into Slicer.
+``anatomy_patch(anat, patch, spacing_mm, norm, rng)`` returns ``(image, target)`` on the
+model grid, the image normalised as the network sees it; the target is the artery groups
+(artery-groups network) or, with ``target="arteries"``, artery (1) and calcification (2)
+(arteries-calcium network).  Not installed into Slicer.
 """
 
 import numpy as np
@@ -63,10 +65,13 @@ def _rotation(rng):
     return rz @ ry @ rx
 
 
-def deformed(anat, patch, spacing_mm, rng, fg_prob=0.65):
-    """(class, group, real HU or None) arrays of one randomly deformed patch."""
+def deformed(anat, patch, spacing_mm, rng, fg_prob=0.65, calcium_prob=0.0):
+    """(class, group, real HU or None) arrays of one randomly deformed patch; centred on a
+    plaque with ``calcium_prob``, else on an artery with ``fg_prob``."""
     groups = [g for g, idx in anat.artery_idx.items() if len(idx)]
-    if rng.random() < fg_prob and groups:
+    if calcium_prob and rng.random() < calcium_prob and len(anat.calcium_idx):
+        centre = anat.calcium_idx[rng.integers(len(anat.calcium_idx))] * SPACING
+    elif rng.random() < fg_prob and groups:
         idx = anat.artery_idx[int(rng.choice(groups))]
         centre = idx[rng.integers(len(idx))] * SPACING
     else:
@@ -90,11 +95,15 @@ def deformed(anat, patch, spacing_mm, rng, fg_prob=0.65):
     return cls, grp, hu
 
 
-def paint(cls, hu, anat, rng, spacing_mm):
+def paint(cls, hu, anat, rng, spacing_mm, seen=None):
     """A CT of ``cls`` for a random phase: over the real texture ``hu`` (when given, 60 %)
-    or from per-structure intensities with random texture (15 % of those fully random)."""
+    or from per-structure intensities with random texture (15 % of those fully random).
+    ``seen`` (a dict), when given, receives ``"real_calcium"``: the artery voxels where the
+    real CT's own calcium shows at least 100 HU above the painted lumen."""
     phase, lumen, t = phase_table(rng)
     art = np.isin(cls, ARTERIES)
+    if seen is not None:
+        seen["real_calcium"] = np.zeros(cls.shape, bool)
     if hu is not None and rng.random() < 0.6:
         img = hu.copy()
         for c in ENHANCING:
@@ -107,6 +116,8 @@ def paint(cls, hu, anat, rng, spacing_mm):
         vein = cls == VEIN  # drawn over fat and soft tissue: painted, not offset
         img[vein] = t[VEIN] + grain[vein]
         img[calc_real] = np.maximum(img[calc_real], hu[calc_real])
+        if seen is not None:
+            seen["real_calcium"] = calc_real & (hu > lumen + 100)
     else:
         if rng.random() < 0.15:  # SynthSeg: any structure any intensity, so shape and place count
             t = rng.uniform(-150, 700, NCLS).astype(np.float32)
@@ -149,12 +160,26 @@ def short_series(img, grp, patch, rng):
     return np.pad(img[a:a + n], pad, mode="edge"), np.pad(grp[a:a + n], pad, mode="edge")
 
 
-def anatomy_patch(anat, patch, spacing_mm, norm, rng):
-    """(normalised image, group labels int64) of one training patch."""
+def calcium_target(cls, grp, real_calcium):
+    """Artery (1) and calcification (2) of a painted patch: every artery, grouped or not
+    (``ARTX``), is artery; drawn plaques (always >= 100 HU above the lumen) and the real
+    CT's own calcium where it shows above the lumen are calcification."""
+    out = ((grp > 0) | (cls == ARTX)).astype(np.int8)
+    out[(cls == CALC) | real_calcium] = 2
+    return out
+
+
+def anatomy_patch(anat, patch, spacing_mm, norm, rng, target="groups"):
+    """(normalised image, labels int64) of one training patch: the artery groups, or
+    with ``target="arteries"`` artery and calcification (half of the patches then centred
+    on a plaque, as the phantom patches pick calcium as often as artery)."""
     from CalciumScoringLib.segmentation.engine import normalise
 
-    cls, grp, hu = deformed(anat, patch, spacing_mm, rng)
-    img, _ = paint(cls, hu, anat, rng, spacing_mm)
+    calcium = target == "arteries"
+    cls, grp, hu = deformed(anat, patch, spacing_mm, rng, calcium_prob=0.5 if calcium else 0.0)
+    seen = {} if calcium else None
+    img, _ = paint(cls, hu, anat, rng, spacing_mm, seen)
+    lab = calcium_target(cls, grp, seen["real_calcium"]) if calcium else grp
     if rng.random() < 0.12:
-        img, grp = short_series(img, grp, patch, rng)
-    return normalise(img, norm), grp.astype(np.int64)
+        img, lab = short_series(img, lab, patch, rng)
+    return normalise(img, norm), lab.astype(np.int64)

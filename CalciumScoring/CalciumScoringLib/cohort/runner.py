@@ -203,8 +203,9 @@ def _calcium(case, ct, groups, o):
 
         info = find_model(o.calcium_model)
         lab = segment(ct, info, device=o.device, threads=o.threads, roi=groups > 0)  # cascade
-        return sitk.Cast(lab == 2, sitk.sitkUInt8), {"model": info.name, "version": info.version,
-                                                     "sha256": info.card.get("sha256")}
+        return sitk.Cast(lab == 2, sitk.sitkUInt8), {
+            "model": info.name, "version": info.version, "sha256": info.card.get("sha256"),
+            "artery_coverage": round(qc.calcium_network_coverage(lab, groups), 4)}
     fn = thresholds.METHODS.get(o.calcium_method)
     if fn is None or o.calcium_method == "idealised":
         raise ValueError(f"unknown calcification method {o.calcium_method!r}")
@@ -251,6 +252,7 @@ def _process(case, o, out_root, final):
         ct = qc.clean_ct(ct)
         groups, groups_src = _artery_groups(case, ct, o)
         calcium, calcium_src = _calcium(case, ct, groups, o)
+        flags += qc.calcium_network_flags(calcium_src)
         missing = groups_src.get("missing_groups", [])
         short = shorten_arteries(groups, stump_length_mm=o.stump_length_mm,
                                  aorta_margin_mm=o.aorta_margin_mm,

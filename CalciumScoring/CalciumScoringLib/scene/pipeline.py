@@ -195,7 +195,7 @@ class CalciumScoringPipeline:
         from ArteryShorteningLib import shorten_arteries
 
         from ..errors import Cancelled
-        from ..qc.checks import aorta_cut_defined
+        from ..qc.checks import aorta_cut_defined, calcium_network_coverage
         from ..scoring import thresholds
         from ..scoring.scores import score
         from ..segmentation.engine import segment
@@ -233,7 +233,8 @@ class CalciumScoringPipeline:
                           roi=c.groups_full > 0)
             c.calcium = sitk.Cast(lab == 2, sitk.sitkUInt8)
             c.calcium_source = {"model": info.name, "version": info.version,
-                                "sha256": info.card.get("sha256")}
+                                "sha256": info.card.get("sha256"),
+                                "artery_coverage": round(calcium_network_coverage(lab, c.groups_full), 4)}
         check()
         report(0.5, "shortening arteries")
         missing = []
@@ -258,7 +259,7 @@ class CalciumScoringPipeline:
     def _quality(job, c, missing):
         """Plausibility of the artery groups (never hides the scores) and groups the user's
         segmentation does not hold (their scores missing, not zero)."""
-        from ..qc.checks import groups_missing_flag
+        from ..qc.checks import calcium_network_flags, groups_missing_flag
         from ..qc.plausibility import check_arteries
         from ..scoring.scores import mark_missing
 
@@ -266,6 +267,7 @@ class CalciumScoringPipeline:
             mark_missing(c.scores.table, missing)
             name = (job.arteries_source or {}).get("segmentation", "")
             c.qc.append(groups_missing_flag(missing, f"the segmentation '{name}'"))
+        c.qc += calcium_network_flags(c.calcium_source)
         c.plausibility = check_arteries(job.ct, c.groups_full, missing)
         if c.plausibility.flag:
             c.qc.append(c.plausibility.flag)
