@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from CalciumScoringLib.cohort.runner import read_ct
 from CalciumScoringLib.phantoms.generator import make_phantom
 from CalciumScoringLib.qc.plausibility import LIMITS, check_arteries
 from CalciumScoringLib.segmentation.totalsegmentator import load_groups
@@ -31,31 +30,20 @@ NO_VOXELS = {"ircad01_abdomen"}
 
 
 def real_cases():
-    """(name, CT, {source: groups image}) of each real scan in ../shared/data."""
+    """(name, CT, {source: groups image}) of each real scan in ../shared/data: the
+    references of ``evaluate_real_ct.cases`` and, where the scan has one, TotalSegmentator's
+    labels."""
+    from evaluate_real_ct import cases
+
     classes = DATA / "totalsegmentator_total_classes.json"
     out = []
-    ct = read_ct(DATA / "ts_abdomen_ct" / "ct.nii.gz")
-    out.append(("ts_abdomen_ct", ct, {
-        "reference": sitk.Cast(sitk.ReadImage(str(DATA / "ts_abdomen_ct" / "groups.nii.gz")),
-                               sitk.sitkUInt8),
-        "TotalSegmentator": load_groups(DATA / "ts_abdomen_ct" / "totalsegmentator_total.nii.gz",
-                                        ct).image}))
-    ct = read_ct(DATA / "ts_dicom_series" / "dicom")
-    ref = sitk.ReadImage(str(DATA / "ts_dicom_series" / "aorta.nii.gz"))
-    ref = sitk.Resample(sitk.Cast(ref > 0, sitk.sitkUInt8), ct, sitk.Transform(),
-                        sitk.sitkNearestNeighbor, 0)
-    ts = load_groups(DATA / "ts_dicom_series" / "totalsegmentator_total.nii.gz", ct, classes)
-    out.append(("ts_dicom_series", ct, {"reference": ref, "TotalSegmentator": ts.image}))
-    if (DATA / "ircad01_abdomen" / "ct.nii.gz").exists():
-        ct = read_ct(DATA / "ircad01_abdomen" / "ct.nii.gz")
-        ref = ROOT / "docs" / "references" / "ircad01_abdomen_aorta.nii.gz"  # drawn by the team
-        out.append(("ircad01_abdomen", ct, {"reference": sitk.Cast(sitk.ReadImage(str(ref)),
-                                                                   sitk.sitkUInt8)}))
-    if (DATA / "stent_cta" / "stent.npz").exists():
-        arr = np.load(DATA / "stent_cta" / "stent.npz")["arr_0"].astype(np.int16)
-        img = sitk.GetImageFromArray(arr)  # HU clipped to 0..2000 in the file (fat reads 0)
-        img.SetSpacing((0.85, 0.85, 0.85))  # not stored; roughly 0.7-1 mm
-        out.append(("stent_cta", img, {}))
+    for name, ct, ref, labelled in cases():
+        sources = {"reference": ref} if labelled else {}
+        ts = DATA / name / "totalsegmentator_total.nii.gz"
+        if ts.exists():  # ts_dicom_series's file needs the class names beside it
+            sources["TotalSegmentator"] = load_groups(
+                ts, ct, classes if name == "ts_dicom_series" else None).image
+        out.append((name, ct, sources))
     return out
 
 

@@ -28,24 +28,24 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..imagecheck import crop_box
+from .refine import lumen_level
 
 _FULL = np.ones((3, 3, 3), bool)
 
 
 def lumen_and_surroundings(hu, aorta, spacing_zyx, erode=2):
-    """(lumen median, lumen SD, surroundings median) around an aorta mask, or ``None``."""
-    core = ndimage.binary_erosion(aorta, _FULL, iterations=erode)
-    if core.sum() < 10:
-        core = aorta
-    if core.sum() < 10:
+    """(lumen median, lumen SD, surroundings median) around an aorta mask, or ``None``.
+    The lumen is read in the mask's core (:func:`.refine.lumen_level`), or in the whole
+    mask where the core has fewer than 10 voxels."""
+    level = lumen_level(hu, aorta, True, erode, 10) or lumen_level(hu, aorta, True, 0, 10)
+    if level is None:
         return None
-    v = hu[core]
     dist = ndimage.distance_transform_edt(~aorta, sampling=spacing_zyx)
     shell = (dist >= 3) & (dist <= 6)
     s = hu[shell & (hu > -200) & (hu < 1000)]
     if s.size < 10:
         return None
-    return float(np.median(v)), float(np.std(v)), float(np.median(s))
+    return level[0], level[1], float(np.median(s))
 
 
 def _grow_round(out, hu, ref, sp, thr, top, scale):

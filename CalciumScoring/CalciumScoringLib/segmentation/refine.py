@@ -40,11 +40,13 @@ SLICES_MM, IN_PLANE_MM = (0.625, 3.0), (0.7, 1.0)
 _FULL = np.ones((3, 3, 3), bool)
 
 
-def lumen_level(hu, labels, reference=1, erode=2):
+def lumen_level(hu, labels, reference=1, erode=2, min_voxels=1):
     """(median, SD) of the HU in the core of ``reference`` (eroded by ``erode`` voxels),
-    or ``None`` when it has no core."""
-    core = ndimage.binary_erosion(labels == reference, _FULL, iterations=erode)
-    if not core.any():
+    or ``None`` when the core has fewer than ``min_voxels`` voxels."""
+    core = labels == reference
+    if erode:
+        core = ndimage.binary_erosion(core, _FULL, iterations=erode)
+    if np.count_nonzero(core) < max(min_voxels, 1):
         return None
     v = hu[core].astype(np.float32)
     return float(np.median(v)), float(np.std(v))
