@@ -123,9 +123,10 @@ def _hilum(mask, o):
     return slab[np.argmin(np.linalg.norm(slab - o, axis=1))], slab
 
 
-def _branches(cls, grp, kid, rng):
-    """Renal, celiac, SMA (and iliacs where the map has none) drawn from the aorta; returns
-    what the veins are placed by (SMA path, renal levels)."""
+def _branches(cls, grp, kid, rng, renal_radius_mm=(2.0, 3.5)):
+    """Renal (radius drawn from ``renal_radius_mm``), celiac, SMA (and iliacs where the map
+    has none) drawn from the aorta; returns what the veins are placed by (SMA path, renal
+    levels)."""
     zs, at = axis(cls)
     drawn = {"renal_z": [], "sma": None}
     if len(zs) < 10:
@@ -146,7 +147,7 @@ def _branches(cls, grp, kid, rng):
         start = o + np.array([0, 0, side * r * 0.5])
         mid = (start + h) / 2 + np.array([rng.uniform(-10, 5), rng.uniform(0, 12), 0])
         path = curve([start, mid, h + (h - o) / np.linalg.norm(h - o) * 6], rng, rng.uniform(0, 3))
-        stamp(cls, grp, path, np.full(len(path), rng.uniform(2.0, 3.5)), RENAL)
+        stamp(cls, grp, path, np.full(len(path), rng.uniform(*renal_radius_mm)), RENAL)
         renal_z.append(z0)
         if rng.random() < 0.25:  # accessory renal artery to the lower pole
             o2, _ = at(z0 - rng.uniform(15, 35))
@@ -268,8 +269,9 @@ def _plaques(cls, grp, rng):
         cls[sl][ball] = CALC
 
 
-def variants(n_per_anatomy, seed=0):
-    """``n_per_anatomy`` Anatomy variants (own branches and plaques) of each label map."""
+def variants(n_per_anatomy, seed=0, renal_radius_mm=(2.0, 3.5)):
+    """``n_per_anatomy`` Anatomy variants (own branches and plaques) of each label map;
+    renal artery radii drawn uniformly from ``renal_radius_mm`` (mm)."""
     rng = np.random.default_rng(seed)
     out = []
     sources = [load_ts] + [lambda p=p: load_amos(p) for p in
@@ -287,7 +289,7 @@ def variants(n_per_anatomy, seed=0):
             grp = np.zeros(cls.shape, np.int8)
             for c, g in GROUP_OF.items():
                 grp[cls == c] = g
-            drawn = _branches(cls, grp, kid, rng)
+            drawn = _branches(cls, grp, kid, rng, renal_radius_mm)
             _veins(cls, grp, kid, drawn, rng)
             _plaques(cls, grp, rng)
             out.append(Anatomy(name, cls, grp, hu))

@@ -93,7 +93,8 @@ def train(name, minutes, threads, pool_size, log):
 
         if not synth_anatomy.available():
             raise SystemExit(f"{name} needs the label maps in {synth_anatomy.DATA}")
-        anatomies = synth_anatomy.variants(4, seed=state["iteration"])
+        anatomies = synth_anatomy.variants(4, seed=state["iteration"],
+                                           renal_radius_mm=cfg.get("renal_radius_mm", (2.0, 3.5)))
         log(f"{len(anatomies)} anatomy variants: " + ", ".join(sorted({a.name for a in anatomies})))
     rng = np.random.default_rng(state["iteration"] + 12345)
     pool = []
