@@ -36,12 +36,13 @@ from CalciumScoringLib.segmentation.refine import (
     band_features,
     refine_problem,
 )
+from train_models import REAL_CALCIUM_NOTE, real_calcium
 
 SEED0 = 200000
 RULE = {"label": 2, "reference": 1, "threshold": 0.5}
 #: 0.3: brighter_than + refine_by_hu; 0.4: its band takes in the bright artery voxels the
 #: network missed, and the classifier is an ensemble
-VERSION_PREFIX = {"arteries-calcium": "0.4"}
+VERSION_PREFIX = {"arteries-calcium": "0.4", "arteries-calcium-anatomy": "0.5"}
 #: perceptrons in the ensemble: one fit's pooled held-out volume errors moved by 10-25 %
 #: between refits (0.3 features: validation calcification Dice 0.844 and 0.850, five
 #: averaged 0.861; 0.4 features: one 0.839, five 0.865)
@@ -114,7 +115,8 @@ def export(name, folder, params, n_phantoms, log, out_dir=None):
         "note": f"version {card['version']}: the same network without refine_by_hu",
         "held_out_phantoms": card["metrics"].get("held_out_phantoms"),
         "test_phantoms": card["metrics"].get("test_phantoms")}
-    real_note = card["metrics"].get("real_data_note")
+    real_note = REAL_CALCIUM_NOTE if tm.CONFIGS[name].get("anatomy") else card["metrics"].get(
+        "real_data_note")
     state = {k: v for k, v in load_file(str(folder / card["weights"])).items()
              if not k.startswith(REFINER_PREFIX)}
     state.update({REFINER_PREFIX + k: torch.from_numpy(v) for k, v in params.items()})
@@ -132,7 +134,8 @@ def export(name, folder, params, n_phantoms, log, out_dir=None):
     save_model(folder, state, card)
     card["metrics"] = {"held_out_phantoms": em.evaluate(folder, cfg, log),
                        "test_phantoms": em.evaluate(folder, cfg, log, tm.TEST_SEEDS),
-                       "real_data": em.evaluate_real(folder, cfg, log),
+                       "real_data": (real_calcium(folder, log) if cfg.get("anatomy")
+                                     else em.evaluate_real(folder, cfg, log)),
                        "real_data_note": real_note,
                        "without_refine_by_hu": before}
     save_model(folder, state, card)
@@ -148,6 +151,8 @@ def main():
     ap.add_argument("--export", action="store_true", help="bundle it with the model")
     ap.add_argument("--export-to", help="write the model with the classifier to this folder "
                     "instead (a preliminary model)")
+    ap.add_argument("--folder", help="the model folder whose network it is fitted on (default: "
+                    "the bundled model of that name; a training --preview folder for a new one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     work = tm.ROOT / "training" / a.model / "refiner"
@@ -159,7 +164,8 @@ def main():
         with open(work / "log.txt", "a") as f:
             f.write(line + "\n")
 
-    folder = Path(find_model(a.model).folder)
+    folder = Path(a.folder) if a.folder else Path(find_model(tm.CONFIGS[a.model].get(
+        "export_as", a.model)).folder)
     network = read_card(folder)["version"].rsplit(".", 1)[1]  # the cache holds its outputs
     work = work / f"network-{network}-features-{len(FEATURES)}"
     work.mkdir(exist_ok=True)
