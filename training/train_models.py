@@ -150,8 +150,8 @@ REAL_NOTE = (
     "stent_cta were looked at during training; grow_by_hu was added after ts_dicom_series was "
     "measured (see training.real_scans_used). References: ts_dicom_series corrected aorta, "
     "ircad01_abdomen team-drawn aorta, SMA, celiac trunk and renal arteries (docs/references; "
-    "the renal ones drawn in session 11), ts_abdomen_ct aorta and iliacs; far_5mm = share of predicted artery voxels more than 5 mm from a "
-    "labelled artery (an upper bound where not every artery is labelled)")
+    "the renal ones drawn in session 11), ts_abdomen_ct aorta and iliacs; far_5mm = share of "
+    "predicted artery voxels more than 5 mm from a labelled artery (an upper bound where not every artery is labelled)")
 
 
 REAL_CALCIUM_NOTE = (
@@ -178,24 +178,18 @@ def real_ct(folder, log):
 def real_calcium(folder, log):
     """The calcium network on every real scan, inside the bundled artery-groups network's
     groups (training/evaluate_real_ct.py calcium_inside: no calcium reference exists)."""
-    from evaluate_real_ct import calcium_inside
+    from evaluate_real_ct import calcium_inside, cases
     from CalciumScoringLib.segmentation.engine import segment
     from CalciumScoringLib.segmentation.models import find_model
 
     out = {}
     groups_model = find_model("artery-groups")
-    for name, ct, _, _ in cases_of_real():
+    for name, ct, _, _ in cases():
         groups = segment(ct, groups_model, threads=2)
         out[name] = dict(calcium_inside(ct, groups, folder),
                          groups_model=f"artery-groups {groups_model.version}")
         log(f"real data {name}: {out[name]}")
     return out
-
-
-def cases_of_real():
-    from evaluate_real_ct import cases
-
-    return cases()
 
 
 def export(name, log, out_dir=None, measure=True):
