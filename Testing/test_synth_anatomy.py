@@ -115,9 +115,9 @@ def test_phases_paint_the_lumen_as_drawn(variants):
 
 
 def test_calcium_patches_label_visible_plaques_and_every_artery(variants):
-    """The arteries-calcium target: plaques centred half the time, each calcium voxel as
-    least 100 HU above the painted lumen before blur and noise (visible in CTA), every
-    drawn artery labelled artery, grouped or not."""
+    """The arteries-calcium target: plaques centred half the time; drawn plaques and the
+    real CT's own calcium (only inside arteries) labelled calcification; every drawn
+    artery labelled artery, grouped or not."""
     import synth_paint as sp
     from recipes import NORM
 
