@@ -114,6 +114,28 @@ def test_phases_paint_the_lumen_as_drawn(variants):
     assert all(90 < x < 260 for x in seen["portal-venous"]), seen["portal-venous"]
 
 
+def test_group_weights_centre_the_patches_on_the_asked_group(variants):
+    """``group_weights`` picks the group a patch is centred on: all renal, then all aorta
+    (patches of 32 voxels at 2 mm; the centre moves by up to a quarter patch)."""
+    import synth_paint as sp
+
+    rng = np.random.default_rng(5)
+    for group, weights in ((4, [0, 0, 0, 1]), (1, [1, 0, 0, 0])):
+        hits = 0
+        for i in range(12):
+            v = variants[i % len(variants)]
+            _, grp, _ = sp.deformed(v, (32, 32, 32), [2.0] * 3, rng, fg_prob=1.0,
+                                    group_weights=weights)
+            hits += int((grp[8:24, 8:24, 8:24] == group).any())
+        assert hits >= 11, (group, hits)
+    hits = [0] * 5  # equal weights (None): renal-centred patches are rarer
+    for i in range(40):
+        _, grp, _ = sp.deformed(variants[i % len(variants)], (32, 32, 32), [2.0] * 3, rng,
+                                fg_prob=1.0)
+        hits[4] += int((grp[8:24, 8:24, 8:24] == 4).any())
+    assert hits[4] < 32, hits
+
+
 def test_calcium_patches_label_visible_plaques_and_every_artery(variants):
     """The arteries-calcium target: plaques centred half the time; drawn plaques and the
     real CT's own calcium (only inside arteries) labelled calcification; every drawn

@@ -65,14 +65,16 @@ def _rotation(rng):
     return rz @ ry @ rx
 
 
-def deformed(anat, patch, spacing_mm, rng, fg_prob=0.65, calcium_prob=0.0):
+def deformed(anat, patch, spacing_mm, rng, fg_prob=0.65, calcium_prob=0.0, group_weights=None):
     """(class, group, real HU or None) arrays of one randomly deformed patch; centred on a
-    plaque with ``calcium_prob``, else on an artery with ``fg_prob``."""
+    plaque with ``calcium_prob``, else on an artery with ``fg_prob`` (its group drawn with
+    ``group_weights``, one weight per group 1-4; equal when None)."""
     groups = [g for g, idx in anat.artery_idx.items() if len(idx)]
     if calcium_prob and rng.random() < calcium_prob and len(anat.calcium_idx):
         centre = anat.calcium_idx[rng.integers(len(anat.calcium_idx))] * SPACING
     elif rng.random() < fg_prob and groups:
-        idx = anat.artery_idx[int(rng.choice(groups))]
+        w = np.array([1.0 if group_weights is None else group_weights[g - 1] for g in groups])
+        idx = anat.artery_idx[int(rng.choice(groups, p=w / w.sum()))]
         centre = idx[rng.integers(len(idx))] * SPACING
     else:
         centre = anat.body_idx[rng.integers(len(anat.body_idx))] * SPACING
@@ -169,14 +171,16 @@ def calcium_target(cls, grp, real_calcium):
     return out
 
 
-def anatomy_patch(anat, patch, spacing_mm, norm, rng, target="groups"):
+def anatomy_patch(anat, patch, spacing_mm, norm, rng, target="groups", group_weights=None):
     """(normalised image, labels int64) of one training patch: the artery groups, or
     with ``target="arteries"`` artery and calcification (half of the patches then centred
-    on a plaque, as the phantom patches pick calcium as often as artery)."""
+    on a plaque, as the phantom patches pick calcium as often as artery); ``group_weights``
+    as in ``deformed``."""
     from CalciumScoringLib.segmentation.engine import normalise
 
     calcium = target == "arteries"
-    cls, grp, hu = deformed(anat, patch, spacing_mm, rng, calcium_prob=0.5 if calcium else 0.0)
+    cls, grp, hu = deformed(anat, patch, spacing_mm, rng, calcium_prob=0.5 if calcium else 0.0,
+                             group_weights=group_weights)
     seen = {} if calcium else None
     img, _ = paint(cls, hu, anat, rng, spacing_mm, seen)
     lab = calcium_target(cls, grp, seen["real_calcium"]) if calcium else grp

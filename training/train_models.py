@@ -112,7 +112,8 @@ def train(name, minutes, threads, pool_size, log):
             item = sample(seed, cfg)
             pool = (pool + [item])[-pool_size:]
         xs, ys = zip(*[anatomy_patch(anatomies[rng.integers(len(anatomies))], patch,
-                                     cfg["spacing_mm"], NORM, rng, cfg["target"])
+                                     cfg["spacing_mm"], NORM, rng, cfg["target"],
+                                     cfg.get("group_weights"))
                        if anatomies and rng.random() < cfg["anatomy_fraction"] else
                        patch_of(*pool[rng.integers(len(pool))], patch, rng) for _ in range(2)])
         x = torch.from_numpy(np.stack(xs)[:, None].copy())
