@@ -23,6 +23,7 @@ def test_phantom_pipeline_scores_equal_the_scoring_core(mrml):
     assert stages[-1] == (1.0, "done")
     np.testing.assert_array_equal(sitk.GetArrayFromImage(mn.image_from_volume_node(vol)), ct_before)
     assert mn.get_provenance(res.table)["calcification"]["method"] == "adaptive"
+    assert mn.get_provenance(res.table)["calcification"]["metal_excluded_mm3"] == 0
     # the table holds exactly what the scoring core computes on the same inputs
     from ArteryShorteningLib import shorten_arteries
     from CalciumScoringLib.scoring import thresholds
@@ -279,3 +280,32 @@ def test_scene_reopened_restores_the_run_and_rescoring_updates_it(mrml, tmp_path
     assert again.table is run["table"]
     assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode") == n  # one record
     assert last_run(vol2)["calcifications"] is run["calcifications"]
+
+
+def test_stent_struts_are_left_out_of_the_calcium_and_said(mrml):
+    """A stented aorta (struts at 3000 HU on the wall): the calcification node holds none of
+    the struts, the provenance says how much was taken out as metal and the QC flag says it
+    to the user; the volume node is untouched."""
+    from test_thresholds import _with_stent
+
+    from CalciumScoringLib.phantoms.generator import make_phantom
+    from CalciumScoringLib.scene import terms as st
+
+    ph = make_phantom(21, spacing=(1.5, 1.5, 1.5), fov="vessels", lumen_hu=550.0,
+                      plaque_hu=(700.0, 1400.0), n_plaques=14)
+    ct, stent = _with_stent(ph)
+    vol = mn.volume_node_from_image(mrml.scene, ct, "stented CTA")
+    groups = mn.segmentation_node_from_labelmap(mrml.scene, ph.groups, st.group_segments(), vol,
+                                                "groups")
+    res = CalciumScoringPipeline().process(vol, groups)
+    calc = sitk.GetArrayFromImage(mn.labelmap_from_segmentation(
+        res.calcifications, {res.calcifications.GetSegmentation().GetNthSegmentID(i): 1
+                             for i in range(res.calcifications.GetSegmentation()
+                                            .GetNumberOfSegments())}, vol)) > 0
+    assert stent.sum() > 100 and not (calc & stent).any()
+    metal = mn.get_provenance(res.table)["calcification"]
+    assert metal["metal_excluded_mm3"] >= stent.sum() * 1.5 ** 3 and metal["metal_hu"] == 2500
+    flag = next(f for f in res.qc if f["code"] == "metal_not_calcium")
+    assert f"{metal['metal_excluded_mm3']:,.0f} mm3" in flag["message"]
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(mn.image_from_volume_node(vol)),
+                                  sitk.GetArrayFromImage(ct))

@@ -3,7 +3,7 @@
 against the references, the plausibility check, and a picture per scan.
 
     python training/evaluate_real_ct.py MODEL_FOLDER_OR_NAME [--figures docs/figures]
-        [--tag NAME] [--json out.json]
+        [--tag NAME] [--json out.json] [--grid-mm MM]
 
 References: ``ts_dicom_series/aorta.nii.gz`` (corrected aorta, portal-venous series), the
 team's IRCAD references in ``docs/references/`` (``ircad01_abdomen_<group>.nii.gz``:
@@ -23,6 +23,7 @@ its pictures show the masks only, never its voxels.  Not installed into Slicer.
 """
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -123,12 +124,15 @@ def measure(name, ct, ref, labelled, groups):
 def calcium_inside(ct, groups, model="arteries-calcium"):
     """Calcium found inside the artery groups by the calcium network (as the pipeline runs
     it: on the groups as its region of interest) and by the adaptive threshold (the
-    default): mm3 of each, and of each the part at >= 1,500 HU (stent metal, in the stent
-    graft CTA; there is no calcium reference for any real scan); the share of the groups
-    the network labels artery or calcium (``CalciumScoringLib.qc.checks``: below 0.5 the
-    pipeline flags it); the Dice of the two calcium masks."""
+    default), each without its metal as the pipeline scores it
+    (``thresholds.without_metal``): mm3 of each, the mm3 taken out as metal, and the part
+    left at >= 1,500 HU (stent metal the rule missed, in the stent graft CTA; there is no
+    calcium reference for any real scan); the share of the groups the network labels artery
+    or calcium (``CalciumScoringLib.qc.checks``: below 0.5 the pipeline flags it); the Dice
+    of the two calcium masks."""
+    from CalciumScoringLib.imagecheck import binary_image
     from CalciumScoringLib.qc.checks import calcium_network_coverage
-    from CalciumScoringLib.scoring.thresholds import adaptive
+    from CalciumScoringLib.scoring.thresholds import adaptive, without_metal
 
     roi = sitk.GetArrayFromImage(groups) > 0
     if not roi.any():
@@ -136,13 +140,16 @@ def calcium_inside(ct, groups, model="arteries-calcium"):
     hu = sitk.GetArrayViewFromImage(ct)
     vox = float(np.prod(ct.GetSpacing()))
     lab = segment(ct, find_model(model), threads=2, roi=groups > 0)
-    net = sitk.GetArrayFromImage(lab) == 2
-    thr = sitk.GetArrayFromImage(adaptive(ct, groups > 0)) > 0
     out = {"network_artery_coverage": round(calcium_network_coverage(lab, groups), 4)}
-    for k, m in (("network", net & roi), ("adaptive", thr & roi)):
+    masks = {}
+    for k, found in (("network", binary_image(sitk.GetArrayFromImage(lab) == 2, ct)),
+                     ("adaptive", adaptive(ct, groups > 0))):
+        kept, metal = without_metal(ct, found)
+        m = masks[k] = (sitk.GetArrayFromImage(kept) > 0) & roi
         out[f"{k}_mm3"] = round(float(m.sum()) * vox, 1)
+        out[f"{k}_metal_excluded_mm3"] = metal["metal_excluded_mm3"]
         out[f"{k}_over_1500hu_mm3"] = round(float((m & (hu >= 1500)).sum()) * vox, 1)
-    out["dice_network_adaptive"] = round(overlap(net & roi, thr & roi)["dice"], 3)
+    out["dice_network_adaptive"] = round(overlap(masks["network"], masks["adaptive"])["dice"], 3)
     return out
 
 
@@ -225,8 +232,14 @@ def main():
                     "groups by the calcium network and by the adaptive threshold")
     ap.add_argument("--calcium-model", default="arteries-calcium",
                     help="calcium network (name or folder) for --calcium")
+    ap.add_argument("--grid-mm", type=float, help="run the network on this isotropic grid "
+                    "instead of its card's (a diagnostic of scale: real arteries then look "
+                    "wider or thinner to it); the results and pictures are tagged with it")
     a = ap.parse_args()
     info = find_model(a.model)
+    if a.grid_mm:
+        info = dataclasses.replace(info, card={**info.card, "spacing_mm": [a.grid_mm] * 3})
+        a.tag = a.tag or f"{info.card['version']}_grid{a.grid_mm:g}mm"
     out = {}
     for name, ct, ref, labelled in cases():
         if a.only and name not in a.only:
@@ -241,7 +254,8 @@ def main():
         print(name, json.dumps(res), flush=True)
         if a.figures:
             dice = ", ".join(f"{k[5:]} Dice {v:.2f}" for k, v in res.items() if k.startswith("dice_"))
-            title = (f"{name} ({res['phase']}): {info.card['name']} {info.card['version']}"
+            grid = f" on a {a.grid_mm:g} mm grid" if a.grid_mm else ""
+            title = (f"{name} ({res['phase']}): {info.card['name']} {info.card['version']}{grid}"
                      f"{' - ' + dice if dice else ''}; plausibility "
                      f"{'passed' if res['plausible'] else 'FAILED: ' + '; '.join(res['failed_checks'])[:160]}")
             figure(Path(a.figures) / f"real_{name}_{a.tag or info.card['version']}.png", name, ct,

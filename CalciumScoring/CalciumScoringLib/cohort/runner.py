@@ -192,11 +192,25 @@ def _artery_groups(case, ct, o):
 
 
 def _calcium(case, ct, groups, o):
+    """(calcification, provenance): the case's own file as it is, else the network's or the
+    threshold's without metal (:func:`..scoring.thresholds.without_metal`)."""
     from ..scoring import thresholds
 
     if case.calcium:
-        return sitk.Cast(on_grid(read_ct(case.calcium), ct) > 0, sitk.sitkUInt8), \
-            {"source": case.calcium}
+        return _given_calcium(case, ct)
+    img, src = _found_calcium(ct, groups, o)
+    img, metal = thresholds.without_metal(ct, img)
+    return img, dict(src, **metal)
+
+
+def _given_calcium(case, ct):
+    return sitk.Cast(on_grid(read_ct(case.calcium), ct) > 0, sitk.sitkUInt8), \
+        {"source": case.calcium}
+
+
+def _found_calcium(ct, groups, o):
+    from ..scoring import thresholds
+
     if o.calcium_model:
         from ..segmentation.engine import segment
         from ..segmentation.models import find_model
@@ -252,7 +266,7 @@ def _process(case, o, out_root, final):
         ct = qc.clean_ct(ct)
         groups, groups_src = _artery_groups(case, ct, o)
         calcium, calcium_src = _calcium(case, ct, groups, o)
-        flags += qc.calcium_network_flags(calcium_src)
+        flags += qc.calcium_network_flags(calcium_src) + qc.metal_flags(calcium_src)
         missing = groups_src.get("missing_groups", [])
         short = shorten_arteries(groups, stump_length_mm=o.stump_length_mm,
                                  aorta_margin_mm=o.aorta_margin_mm,

@@ -5,13 +5,16 @@ that says what to do) and returns flags for what can be processed with care.
 ``check_result`` adds flags that need the segmentation (no contrast in the lumen,
 metal near the arteries, aorta cut by the field of view, no arteries found);
 ``groups_missing_flag`` says which groups an artery source does not label;
-``calcium_network_flags`` whether a calcification network recognised the arteries at all.
+``calcium_network_flags`` whether a calcification network recognised the arteries at all;
+``metal_flags`` what was taken out of the calcium as metal.
 
 Every flag is a short code plus a sentence: ``{"code": ..., "message": ...}``.
 """
 
 import numpy as np
 import SimpleITK as sitk
+
+from ..scoring.thresholds import METAL_HU
 
 #: refuse volumes whose processing is estimated above this fraction of free memory
 MEMORY_FRACTION = 0.6
@@ -112,7 +115,7 @@ def _metal_near(arr, arteries, spacing_kji, distance_mm):
     pad = [int(np.ceil(distance_mm / s)) for s in spacing_kji]
     box = crop_box(arteries, pad=0)
     box = tuple(slice(max(b.start - p, 0), b.stop + p) for b, p in zip(box, pad))
-    bright = arr[box] > 2500
+    bright = arr[box] > METAL_HU
     if not bright.any():
         return 0
     dist = ndimage.distance_transform_edt(~arteries[box], sampling=spacing_kji)
@@ -151,9 +154,10 @@ def check_result(ct, groups, calcium=None):
                               "field of view cuts it, so its burden covers less anatomy"))
     n_metal = _metal_near(arr, g > 0, ct.GetSpacing()[::-1], METAL_DISTANCE_MM)
     if n_metal >= 3:
-        flags.append(flag("metal", f"{n_metal} voxels above 2500 HU within {METAL_DISTANCE_MM:g} mm "
-                          "of the arteries (stent, screw, implant): streaks may be counted as "
-                          "calcium"))
+        flags.append(flag("metal", f"{n_metal} voxels above {METAL_HU:.0f} HU within "
+                          f"{METAL_DISTANCE_MM:g} mm of the arteries (stent, screw, implant): "
+                          "metal touching the calcium is left out of it, but its streaks may "
+                          "still be counted as calcium"))
     return flags
 
 
@@ -179,6 +183,20 @@ def calcium_network_flags(source):
                  f"as artery (expected above {100 * CALCIUM_COVERAGE_MIN:.0f} %): it does not "
                  "recognise these arteries, so its calcium is unreliable; score with the adaptive "
                  "threshold (the default) or correct the calcification in Segment Editor")]
+
+
+def metal_flags(source):
+    """The flag ``metal_not_calcium`` when the calcification's provenance (from
+    :func:`..scoring.thresholds.without_metal`) says pieces reaching the metal level were
+    taken out of the calcium; [] otherwise."""
+    mm3 = (source or {}).get("metal_excluded_mm3") or 0
+    if not mm3 > 0:
+        return []
+    return [flag("metal_not_calcium",
+                 f"{mm3:,.0f} mm3 in {source.get('metal_pieces', 0)} bright pieces reaching "
+                 f"{source.get('metal_hu', METAL_HU):.0f} HU (stent, clip, coil) were taken for "
+                 "metal and not scored as calcium; if one is calcium, add it back in Segment "
+                 "Editor and re-score")]
 
 
 def aorta_cut_defined(missing):

@@ -235,6 +235,9 @@ class CalciumScoringPipeline:
             c.calcium_source = {"model": info.name, "version": info.version,
                                 "sha256": info.card.get("sha256"),
                                 "artery_coverage": round(calcium_network_coverage(lab, c.groups_full), 4)}
+        if job.calcium is None:  # found here, not the user's: metal is not calcium
+            c.calcium, metal = thresholds.without_metal(job.ct, c.calcium)
+            c.calcium_source.update(metal)
         check()
         report(0.5, "shortening arteries")
         missing = []
@@ -259,7 +262,7 @@ class CalciumScoringPipeline:
     def _quality(job, c, missing):
         """Plausibility of the artery groups (never hides the scores) and groups the user's
         segmentation does not hold (their scores missing, not zero)."""
-        from ..qc.checks import calcium_network_flags, groups_missing_flag
+        from ..qc.checks import calcium_network_flags, groups_missing_flag, metal_flags
         from ..qc.plausibility import check_arteries
         from ..scoring.scores import mark_missing
 
@@ -267,7 +270,7 @@ class CalciumScoringPipeline:
             mark_missing(c.scores.table, missing)
             name = (job.arteries_source or {}).get("segmentation", "")
             c.qc.append(groups_missing_flag(missing, f"the segmentation '{name}'"))
-        c.qc += calcium_network_flags(c.calcium_source)
+        c.qc += calcium_network_flags(c.calcium_source) + metal_flags(c.calcium_source)
         c.plausibility = check_arteries(job.ct, c.groups_full, missing)
         if c.plausibility.flag:
             c.qc.append(c.plausibility.flag)

@@ -21,6 +21,10 @@ Every method has the form ``method(ct, arteries_mask, **params) -> SimpleITK.Ima
   thresholds at 1 % steps of the intensity range inside the arteries, keep the
   one with the highest Dice against the reference; an upper bound.
 - :func:`otsu` — Otsu's threshold of the intensities inside the arteries.
+
+:func:`without_metal` takes metal out of any calcification (a threshold's or a network's):
+a 26-connected piece that reaches :data:`METAL_HU` anywhere is a stent strut, clip or coil
+with its blooming, not calcium.
 """
 
 import numpy as np
@@ -28,6 +32,16 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..imagecheck import as_mask, binary_image, check_same_grid, crop_box
+
+
+#: calcium does not reach this in CT; a calcification piece that does is metal
+#: (the QC flag ``metal`` counts voxels above it near the arteries)
+METAL_HU = 2500.0
+#: a CT clipped below METAL_HU (an export windowed to 0-2000 HU, say) shows metal at its
+#: clip level: it is taken for the metal level when at least CLIPPED_MIN_VOXELS voxels sit
+#: exactly at the volume's maximum and that maximum is at least CLIPPED_MIN_HU (lower clip
+#: levels cut bone and calcium too: ircad01_abdomen is clipped at 1023 HU)
+CLIPPED_MIN_HU, CLIPPED_MIN_VOXELS = 1500.0, 50
 
 
 def _inputs(ct, arteries_mask):
@@ -132,6 +146,61 @@ def otsu(ct, arteries_mask):
     if box is None:
         raise ValueError("the artery mask is empty")
     return _result(ct, arr, m, float(threshold_otsu(arr[box][m[box]])), strict=True)
+
+
+def metal_level(ct, metal_hu=METAL_HU):
+    """The HU from which a calcification piece is metal: ``metal_hu``, or the CT's clip
+    level where the CT is clipped below it (see :data:`CLIPPED_MIN_HU`)."""
+    arr = sitk.GetArrayViewFromImage(ct)
+    top = float(arr.max())
+    if CLIPPED_MIN_HU <= top < metal_hu and np.count_nonzero(arr == top) >= CLIPPED_MIN_VOXELS:
+        return top
+    return float(metal_hu)
+
+
+def without_metal(ct, calcification, metal_hu=METAL_HU):
+    """The calcification without its metal, and what was taken out.
+
+    A 26-connected piece of ``calcification`` whose brightest voxel reaches the metal level
+    (:func:`metal_level`) is removed whole: a stent strut or clip and the blooming around
+    it, which a threshold or a network would otherwise score as calcium.
+
+    Parameters
+    ----------
+    ct : SimpleITK.Image
+        The CT in HU.
+    calcification : SimpleITK.Image
+        Binary calcification on the CT's grid (not changed).
+    metal_hu : float
+        Metal level of an unclipped CT.
+
+    Returns
+    -------
+    image : SimpleITK.Image
+        A new binary uint8 image (the input's metadata kept).
+    info : dict
+        ``metal_hu`` (the level used), ``metal_excluded_mm3``, ``metal_pieces``.
+    """
+    check_same_grid(ct, calcification, "CT", "calcification")
+    m = as_mask(calcification, "calcification")
+    level = metal_level(ct, metal_hu)
+    info = {"metal_hu": level, "metal_excluded_mm3": 0.0, "metal_pieces": 0}
+    box = crop_box(m)
+    out = m.copy()
+    if box is not None:
+        arr = sitk.GetArrayViewFromImage(ct)[box]
+        pieces, n = ndimage.label(m[box], np.ones((3, 3, 3)))
+        peaks = ndimage.maximum(arr, pieces, np.arange(1, n + 1)) if n else np.zeros(0)
+        metal = np.flatnonzero(np.asarray(peaks) >= level) + 1
+        if metal.size:
+            gone = np.isin(pieces, metal)
+            out[box] &= ~gone
+            info["metal_excluded_mm3"] = round(float(gone.sum() * np.prod(ct.GetSpacing())), 2)
+            info["metal_pieces"] = int(metal.size)
+    img = binary_image(out, ct)
+    for key in calcification.GetMetaDataKeys():
+        img.SetMetaData(key, calcification.GetMetaData(key))
+    return img, info
 
 
 METHODS = {"fixed": fixed, "display_8bit": display_8bit, "adaptive": adaptive, "otsu": otsu,
