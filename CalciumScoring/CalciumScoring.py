@@ -206,7 +206,7 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.arteryGroups = result.arteries
                 p.arterySource = "segmentation"
             self.logic.showResults(result)
-            self._progress(1.0, "; ".join(result.warnings) or _("Done."))
+            self._progress(1.0, result.status_message or _("Done."))
             if not result.scores_valid:  # the scores stay in the table; the user decides
                 self.ui.statusLabel.text = _("CHECK ARTERIES: scores not valid until reviewed.")
                 if slicer.util.confirmYesNoDisplay(

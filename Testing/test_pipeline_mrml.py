@@ -305,7 +305,29 @@ def test_stent_struts_are_left_out_of_the_calcium_and_said(mrml):
     assert stent.sum() > 100 and not (calc & stent).any()
     metal = mn.get_provenance(res.table)["calcification"]
     assert metal["metal_excluded_mm3"] >= stent.sum() * 1.5 ** 3 and metal["metal_hu"] == 2500
+    assert {"metal_not_calcium", "metal"} <= {f["code"] for f in res.qc}  # as the CLI says
     flag = next(f for f in res.qc if f["code"] == "metal_not_calcium")
     assert f"{metal['metal_excluded_mm3']:,.0f} mm3" in flag["message"]
     np.testing.assert_array_equal(sitk.GetArrayFromImage(mn.image_from_volume_node(vol)),
                                   sitk.GetArrayFromImage(ct))
+
+
+def test_the_module_gets_the_clis_input_checks_and_contrast_flag(mrml):
+    """An unenhanced scan is flagged ``no_contrast`` in Slicer as on the command line, and a
+    label map loaded as a volume is refused with what to do, before anything is created."""
+    from CalciumScoringLib.phantoms.generator import make_phantom
+    from CalciumScoringLib.qc.checks import InputError
+    from CalciumScoringLib.scene import terms as st
+
+    ph = make_phantom(50, spacing=(1.5, 1.5, 1.5), fov="vessels", lumen_hu=90.0)
+    vol = mn.volume_node_from_image(mrml.scene, ph.ct, "unenhanced")
+    groups = mn.segmentation_node_from_labelmap(mrml.scene, ph.groups, st.group_segments(), vol,
+                                                "groups")
+    res = CalciumScoringPipeline().process(vol, groups)
+    assert "no_contrast" in [f["code"] for f in res.qc]
+    assert "no_contrast: aortic lumen median" in res.status_message  # the module's status line
+    labels = mn.volume_node_from_image(mrml.scene, sitk.Cast(ph.groups, sitk.sitkInt16), "labels")
+    n = mrml.scene.GetNumberOfNodes()
+    with pytest.raises(InputError, match="label map"):
+        CalciumScoringPipeline().process(labels, groups)
+    assert mrml.scene.GetNumberOfNodes() == n

@@ -46,6 +46,13 @@ class PipelineResult:
         """What the user must check before trusting the scores ("" when nothing)."""
         return next((f["message"] for f in self.qc if f["code"] == "arteries_implausible"), "")
 
+    @property
+    def status_message(self):
+        """The run's warnings and its QC flags other than the plausibility check (shown by
+        :attr:`review_message`), in one line for the module's status ("" when none)."""
+        return "; ".join(list(self.warnings) + [f"{f['code']}: {f['message']}" for f in self.qc
+                                                if f["code"] != "arteries_implausible"])
+
 
 def burden_plot(scene, table, name):
     """A bar chart of the ``burden`` column of the score ``table`` (labelled by region).
@@ -195,7 +202,7 @@ class CalciumScoringPipeline:
         from ArteryShorteningLib import shorten_arteries
 
         from ..errors import Cancelled
-        from ..qc.checks import aorta_cut_defined, calcium_network_coverage
+        from ..qc.checks import aorta_cut_defined, calcium_network_coverage, check_ct
         from ..scoring import thresholds
         from ..scoring.scores import score
         from ..segmentation.engine import segment
@@ -208,7 +215,7 @@ class CalciumScoringPipeline:
                 raise Cancelled("cancelled by the user; the scene is unchanged")
 
         check()
-        c = Computed()
+        c = Computed(qc=check_ct(job.ct))  # refuses what cannot be processed, as the CLI does
         if job.groups_model is not None:
             info = find_model(job.groups_model)
             c.groups_full = segment(job.ct, info, device=job.device,
@@ -260,9 +267,12 @@ class CalciumScoringPipeline:
 
     @staticmethod
     def _quality(job, c, missing):
-        """Plausibility of the artery groups (never hides the scores) and groups the user's
-        segmentation does not hold (their scores missing, not zero)."""
-        from ..qc.checks import calcium_network_flags, groups_missing_flag, metal_flags
+        """The QC flags of a result, as the CLI gives them: groups the user's segmentation
+        does not hold (their scores missing, not zero), an unsure calcification network,
+        metal taken out of the calcium, no contrast, metal near the arteries, a cut aorta,
+        and the plausibility of the artery groups (never hides the scores)."""
+        from ..qc.checks import (calcium_network_flags, check_result, groups_missing_flag,
+                                 metal_flags)
         from ..qc.plausibility import check_arteries
         from ..scoring.scores import mark_missing
 
@@ -271,6 +281,7 @@ class CalciumScoringPipeline:
             name = (job.arteries_source or {}).get("segmentation", "")
             c.qc.append(groups_missing_flag(missing, f"the segmentation '{name}'"))
         c.qc += calcium_network_flags(c.calcium_source) + metal_flags(c.calcium_source)
+        c.qc += check_result(job.ct, c.groups_full, c.calcium)  # contrast, metal, field of view
         c.plausibility = check_arteries(job.ct, c.groups_full, missing)
         if c.plausibility.flag:
             c.qc.append(c.plausibility.flag)
