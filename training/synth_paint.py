@@ -74,6 +74,7 @@ def deformed(anat, patch, spacing_mm, rng, fg_prob=0.65, calcium_prob=0.0, group
         centre = anat.calcium_idx[rng.integers(len(anat.calcium_idx))] * SPACING
     elif rng.random() < fg_prob and groups:
         w = np.array([1.0 if group_weights is None else group_weights[g - 1] for g in groups])
+        w = w if w.sum() > 0 else np.ones(len(groups))  # none of the asked groups drawn here
         idx = anat.artery_idx[int(rng.choice(groups, p=w / w.sum()))]
         centre = idx[rng.integers(len(idx))] * SPACING
     else:
