@@ -235,8 +235,20 @@ def main():
     ap.add_argument("--grid-mm", type=float, help="run the network on this isotropic grid "
                     "instead of its card's (a diagnostic of scale: real arteries then look "
                     "wider or thinner to it); the results and pictures are tagged with it")
+    ap.add_argument("--branches", help="branch network (name or folder) to run after the "
+                    "model near its aorta (segmentation/branches.py); replaces the card's own")
+    ap.add_argument("--band-mm", type=float, default=35.0, help="band of --branches (mm)")
+    ap.add_argument("--no-branches", action="store_true", help="without the card's branch network")
     a = ap.parse_args()
     info = find_model(a.model)
+    post = dict(info.card.get("postprocessing", {}))
+    if a.branches or a.no_branches:
+        post.pop("branches", None)
+        if a.branches:
+            b = find_model(a.branches)
+            post["branches"] = {"model": str(b.folder.resolve()), "band_mm": a.band_mm}
+            a.tag = a.tag or f"{info.card['version']}+{b.name}{b.version}"
+        info = dataclasses.replace(info, card={**info.card, "postprocessing": post})
     if a.grid_mm:
         info = dataclasses.replace(info, card={**info.card, "spacing_mm": [a.grid_mm] * 3})
         a.tag = a.tag or f"{info.card['version']}_grid{a.grid_mm:g}mm"

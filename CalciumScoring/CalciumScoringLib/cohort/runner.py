@@ -180,12 +180,11 @@ def _artery_groups(case, ct, o):
         model = bundled_model("artery-groups")
     if model:
         from ..segmentation.engine import segment
-        from ..segmentation.models import find_model
+        from ..segmentation.models import find_model, provenance
 
         info = find_model(model)
         lab = segment(ct, info, device=o.device, threads=o.threads)
-        return lab, {"model": info.name, "version": info.version,
-                     "sha256": info.card.get("sha256")}
+        return lab, provenance(info)
     raise qc.InputError("no artery source: give --groups-model NAME or a 'groups' column/"
                         "--groups file" + (" (the bundled artery-groups network is not installed)"
                                            if o.groups_model == "auto" else ""))

@@ -206,7 +206,7 @@ class CalciumScoringPipeline:
         from ..scoring import thresholds
         from ..scoring.scores import score
         from ..segmentation.engine import segment
-        from ..segmentation.models import find_model
+        from ..segmentation.models import find_model, provenance
 
         report = progress or (lambda f, s: None)
 
@@ -220,8 +220,7 @@ class CalciumScoringPipeline:
             info = find_model(job.groups_model)
             c.groups_full = segment(job.ct, info, device=job.device,
                                     progress=lambda f, s: report(0.3 * f, s), cancel=cancel)
-            c.arteries_source = {"model": info.name, "version": info.version,
-                                 "sha256": info.card.get("sha256")}
+            c.arteries_source = provenance(info)
         else:
             c.groups_full, c.arteries_source = job.groups, job.arteries_source
         check()

@@ -24,7 +24,9 @@ Steps (each reported to ``progress(fraction, stage)``):
 8. where the card asks for it (``"refine_by_hu"``): the voxels in a band around that
    label, and around the artery voxels clearly brighter than the lumen, re-decided at the
    input grid's resolution from their HU by the model's small classifier
-   (:mod:`.refine`).
+   (:mod:`.refine`);
+9. where the card names a branch network (``"branches"``): the mesenteric and renal
+   arteries re-decided by it on its finer grid near the aorta (:mod:`.branches`).
 
 >>> from CalciumScoringLib.segmentation.models import list_models  # doctest: +SKIP
 >>> from CalciumScoringLib.segmentation.engine import segment  # doctest: +SKIP
@@ -413,5 +415,11 @@ def _segment(ct, model, device, threads, progress, cancel, mirror, roi, roi_marg
     if box is not None and refine:
         report(0.96, "refining calcium")
         out = refine_on_grid(out, ct, probs, lo, load_refiner(info), **refine)
+    if box is not None and post.get("branches"):
+        report(0.97, "side branches")
+        from .branches import segment_branches
+
+        out = segment_branches(ct, out, post["branches"], segment, device=device,
+                               threads=threads, cancel=cancel)
     report(1.0, "done")
     return out

@@ -8,7 +8,8 @@ A model is a folder with ``model.json`` (the model card) and a weights file
 ``license``, ``intended_use`` and optionally ``postprocessing``, ``tile_step``,
 ``mirroring`` and ``label_resampling`` (``linear``, ``bspline`` or ``nearest``).
 ``postprocessing`` may hold ``largest_component``, ``tree_of``, ``brighter_than`` and
-``refine_by_hu`` (see :mod:`.engine` and :mod:`.refine`) and ``grow_by_hu`` (:mod:`.lumen`).
+``refine_by_hu`` (see :mod:`.engine` and :mod:`.refine`), ``grow_by_hu`` (:mod:`.lumen`) and
+``branches`` (a second network for the side branches, :mod:`.branches`).
 
 Bundled models live in ``CalciumScoring/Resources/Models/<name>/``; users add
 folders with :func:`register` or the ``VASCULAR_CALCIUM_MODELS`` environment
@@ -120,7 +121,29 @@ def read_card(folder):
                              '{"reference": L} with optional groups, need_lumen (labels of the card), '
                              "reach_mm, disc_scale, min_contrast_hu, bright_sd, bright_hu (numbers); "
                              f"got {grow!r}; fix the card")
+    branches = card.get("postprocessing", {}).get("branches")
+    if branches is not None:
+        ok = (isinstance(branches, dict) and set(branches) <= {"model", "band_mm"}
+              and isinstance(branches.get("model"), str)
+              and isinstance(branches.get("band_mm", 35.0), (int, float))
+              and branches.get("band_mm", 35.0) > 0)
+        if not ok:
+            raise ModelError(f"{path}: postprocessing branches must be "
+                             '{"model": NAME, "band_mm": MM} (a model name or folder and a '
+                             f"positive number); got {branches!r}; fix the card")
     return card
+
+
+def provenance(info):
+    """What a result made by the model ``info`` records: name, version and weight checksum,
+    and the same of its branch network (with the band) where the card names one."""
+    out = {"model": info.name, "version": info.version, "sha256": info.card.get("sha256")}
+    spec = (info.card or {}).get("postprocessing", {}).get("branches")
+    if spec:
+        b = find_model(spec["model"])
+        out["branches"] = {"model": b.name, "version": b.version, "sha256": b.card.get("sha256"),
+                           "band_mm": float(spec.get("band_mm", 35.0))}
+    return out
 
 
 def verify_weights(folder, card):

@@ -1,0 +1,98 @@
+"""Side branches re-decided by a second network near the aorta (segmentation/branches.py)."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from CalciumScoringLib.segmentation import models
+from CalciumScoringLib.segmentation.branches import branch_box, merge_branches
+from CalciumScoringLib.segmentation.engine import segment
+from CalciumScoringLib.segmentation.networks import Voxelwise
+
+GROUPS = {"1": "aorta", "2": "iliac", "3": "mesenteric", "4": "renal"}
+
+
+def test_merge_keeps_the_trunk_and_only_side_pieces_attached_to_it():
+    g = np.zeros((20, 20, 40), np.uint8)
+    g[:, 8:12, 8:12] = 1  # aorta
+    g[2:4, 9:11, 12:16] = 3  # the first network's mesenteric piece: replaced inside the box
+    g[:, 9:11, 36:39] = 3  # a side piece outside the box: kept as it is
+    b = np.zeros_like(g)
+    b[5:7, 9:11, 12:20] = 4  # attached to the aorta
+    b[10:12, 9:11, 4:8] = 3  # attached on the other side
+    b[15:17, 2:4, 20:24] = 4  # floating: not a branch
+    b[:, 8:12, 8:12] = 4  # the branch network's label on the aorta: ignored
+    box = (slice(0, 20), slice(0, 20), slice(0, 30))
+    out = merge_branches(g, b, box)
+    want = np.zeros_like(g)
+    want[:, 8:12, 8:12] = 1
+    want[5:7, 9:11, 12:20] = 4
+    want[10:12, 9:11, 4:8] = 3
+    want[:, 9:11, 36:39] = 3
+    np.testing.assert_array_equal(out, want)
+    assert g[2, 9, 12] == 3  # the input is not modified
+
+
+def test_box_is_the_aorta_plus_the_band_in_millimetres():
+    a = np.zeros((30, 40, 50), np.uint8)
+    a[10:20, 15:25, 20:30] = 1
+    a[0:2, 0:2, 0:2] = 4  # only the aorta counts
+    img = sitk.GetImageFromArray(a)
+    img.SetSpacing((0.5, 1.0, 2.0))  # x, y, z
+    box = branch_box(img, 4.0)
+    assert box == (slice(8, 22), slice(11, 29), slice(12, 38))
+    assert branch_box(sitk.GetImageFromArray(np.zeros((4, 4, 4), np.uint8)), 4.0) is None
+
+
+def _voxelwise(folder, hu, label, postprocessing=None):
+    """A 5-class voxel-wise model whose ``label`` is exactly HU > ``hu``."""
+    net = Voxelwise(1, 5)
+    with torch.no_grad():
+        net.conv.weight.zero_()
+        net.conv.bias.fill_(-100.0)
+        net.conv.bias[0] = 0.0
+        net.conv.weight[label, 0] = 10.0
+        net.conv.bias[label] = -hu / 10.0
+    card = {"name": folder.name, "version": "0.0.1", "labels": GROUPS, "spacing_mm": [1.0] * 3,
+            "normalization": {"type": "ct", "clip": [-1024, 3071], "mean": 0.0, "std": 100.0},
+            "patch_size": [16, 16, 16], "architecture": {"name": "voxelwise", "params": {"num_classes": 5}},
+            "license": "Apache-2.0", "intended_use": "tests only", "training": {}, "metrics": {},
+            "postprocessing": postprocessing or {}}
+    return models.save_model(folder, net.state_dict(), card)
+
+
+@pytest.fixture
+def tube_ct():
+    """An aorta at 400 HU, a renal artery at 300 HU leaving it, a 300 HU blob near the aorta
+    but not touching it, and one 300 HU blob far from it, in 0 HU."""
+    a = np.zeros((40, 40, 80), np.int16)
+    a[:, 16:24, 16:24] = 400
+    a[18:21, 19:21, 24:34] = 300  # the branch
+    a[30:33, 5:8, 28:31] = 300  # near, detached
+    a[18:21, 19:21, 70:74] = 300  # 46 mm from the aorta
+    img = sitk.GetImageFromArray(a)
+    img.SetSpacing((1.0, 1.0, 1.0))
+    return img
+
+
+def test_engine_runs_the_named_branch_network_near_the_aorta(tmp_path, tube_ct):
+    branch = _voxelwise(tmp_path / "branch", 250.0, 4)
+    first = _voxelwise(tmp_path / "first", 350.0, 1,
+                       {"branches": {"model": str(branch), "band_mm": 20.0}})
+    lab = sitk.GetArrayFromImage(segment(tube_ct, first))
+    want = np.zeros(lab.shape, np.uint8)
+    want[:, 16:24, 16:24] = 1
+    want[18:21, 19:21, 24:34] = 4
+    np.testing.assert_array_equal(lab, want)
+    plain = sitk.GetArrayFromImage(segment(tube_ct, _voxelwise(tmp_path / "plain", 350.0, 1)))
+    assert not (plain == 4).any() and (plain == 1).sum() == (want == 1).sum()
+    prov = models.provenance(models.find_model(first))
+    assert prov["branches"]["model"] == "branch" and prov["branches"]["band_mm"] == 20.0
+    assert prov["branches"]["sha256"] == models.read_card(branch)["sha256"]
+
+
+def test_card_with_a_bad_branch_spec_is_refused(tmp_path):
+    folder = _voxelwise(tmp_path / "bad", 350.0, 1, {"branches": {"model": 3}})
+    with pytest.raises(models.ModelError, match="branches must be"):
+        models.read_card(folder)
