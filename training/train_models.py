@@ -242,6 +242,8 @@ def export(name, log, out_dir=None, measure=True):
     save_model(folder, saved["net"], card)
     if not measure:  # a preview of the running training, no metrics
         return
+    if cfg.get("branch_of"):
+        return export_cascade(cfg, folder, card, log)
     from evaluate_models import evaluate, evaluate_real
 
     card["metrics"] = {"held_out_phantoms": evaluate(folder, cfg, log),
@@ -261,6 +263,44 @@ def export(name, log, out_dir=None, measure=True):
                 "ts_dicom_series is held out" if cfg.get("real") else ""))
     save_model(folder, saved["net"], card)
     log(json.dumps(card["metrics"]))
+
+
+def export_cascade(cfg, folder, card, log):
+    """A branch network (``cfg["branch_of"]``: the model it serves) as that model's second
+    stage: the served model's card names it (``segmentation/branches.py``) under the version
+    prefix ``cascade_version_prefix`` (its weights unchanged), and both cards carry the
+    metrics of the two together.  Beside a folder given with ``--export-to``, the served
+    model is copied to ``<folder>-<served>`` and changed there, not in the bundle."""
+    import shutil
+
+    from CalciumScoringLib.segmentation.models import read_card
+    from evaluate_models import evaluate
+
+    base = ROOT / "CalciumScoring" / "Resources" / "Models" / cfg["branch_of"]
+    bundled = folder.resolve().parent == base.resolve().parent
+    served = base if bundled else folder.with_name(f"{folder.name}-{cfg['branch_of']}")
+    if not bundled:
+        shutil.copytree(base, served, dirs_exist_ok=True)
+    gcard = read_card(served)
+    weights_of = str(gcard["version"]).split(".")[-1]
+    gcard["version"] = f"{cfg['cascade_version_prefix']}.{weights_of}"
+    gcard["postprocessing"] = dict(gcard.get("postprocessing", {}), branches={
+        "model": card["name"] if bundled else str(folder.resolve()), "band_mm": cfg["band_mm"]})
+    gcard["training"]["branches"] = (
+        f"{cfg['cascade_version_prefix']}.{weights_of} = the weights of iteration {weights_of} plus "
+        f"the branch network {card['name']} {card['version']}: its mesenteric and renal labels "
+        f"replace this network's in the box of the aorta widened by {cfg['band_mm']:g} mm "
+        "(segmentation/branches.py); its recipe is in its own card")
+    (served / "model.json").write_text(json.dumps(gcard, indent=2))
+    groups_cfg = CONFIGS[cfg["branch_of"]]
+    metrics = {"held_out_phantoms": evaluate(served, groups_cfg, log),
+               "test_phantoms": evaluate(served, groups_cfg, log, TEST_SEEDS),
+               "real_data": real_ct(served, log), "real_data_note": REAL_NOTE}
+    gcard["metrics"] = metrics
+    (served / "model.json").write_text(json.dumps(gcard, indent=2))
+    card["metrics"] = dict(metrics, measured_as=f"the second stage of {gcard['name']} {gcard['version']}")
+    (folder / "model.json").write_text(json.dumps(dict(read_card(folder), metrics=card["metrics"]), indent=2))
+    log(json.dumps(metrics))
 
 
 def main():
