@@ -96,3 +96,70 @@ def test_card_with_a_bad_branch_spec_is_refused(tmp_path):
     folder = _voxelwise(tmp_path / "bad", 350.0, 1, {"branches": {"model": 3}})
     with pytest.raises(models.ModelError, match="branches must be"):
         models.read_card(folder)
+
+
+def _branch_scene(lumen_hu=300, tissue_hu=40):
+    """A 0.5 mm CT: an aorta (radius 8 mm) and a renal artery (radius 2 mm) leaving it
+    along x, at ``lumen_hu`` in ``tissue_hu``, with a 700 HU plaque on the renal wall; the
+    labels mark the aorta exactly and the renal artery 2 mm too wide all round (as a
+    coarse grid resamples it), with a stray piece attached to it only through that rim."""
+    z, y, x = np.ogrid[:60, :80, :120]
+    sp = 0.5
+    aorta = ((y - 40) * sp) ** 2 + ((x - 30) * sp) ** 2 <= 8 ** 2
+    aorta = np.broadcast_to(aorta, (60, 80, 120))
+    dist = np.sqrt(((z - 30) * sp) ** 2 + ((y - 40) * sp) ** 2) + 0 * x
+    renal = (dist <= 2.0) & (x >= 30)
+    hu = np.full((60, 80, 120), tissue_hu, np.int16)
+    hu[aorta | renal] = lumen_hu
+    hu[30, 44:46, 80:84] = 700  # plaque at the lumen edge
+    lab = np.zeros(hu.shape, np.uint8)
+    lab[(dist <= 4.0) & (x >= 30)] = 4
+    lab[22:25, 40:42, 90:96] = 4  # stray: touches the rim (dist 3-4 mm), not the lumen
+    lab[aorta] = 1
+    return hu, lab, renal & ~aorta, (sp, sp, sp)
+
+
+def test_trim_to_lumen_cuts_a_wide_branch_label_to_the_lumen_and_keeps_calcium():
+    from CalciumScoringLib.segmentation.branches import drop_unattached
+    from CalciumScoringLib.segmentation.lumen import trim_to_lumen
+
+    hu, lab, renal, sp = _branch_scene()
+    before = 2 * ((lab == 4) & renal).sum() / ((lab == 4).sum() + renal.sum())
+    out, info = trim_to_lumen(lab, hu, sp, (3, 4))
+    drop_unattached(out)
+    got = out == 4
+    dice = 2 * (got & renal).sum() / (got.sum() + renal.sum())
+    assert before < 0.45 and dice > 0.9, (before, dice)
+    assert info["threshold_hu"] == pytest.approx(170, abs=1)
+    assert (out[30, 44:46, 80:84] == 4).all()  # the plaque stays in the artery
+    assert not got[22:25, 40:42, 90:96].any()  # the stray piece lost its bridge
+    np.testing.assert_array_equal(out == 1, lab == 1)  # the aorta is not touched
+    assert (lab[22:25, 40:42, 90:96] == 4).all()  # nor is the input
+
+
+def test_trim_to_lumen_changes_nothing_without_contrast_or_outside_its_box():
+    from CalciumScoringLib.segmentation.lumen import trim_to_lumen
+
+    hu, lab, _, sp = _branch_scene(lumen_hu=70)
+    out, info = trim_to_lumen(lab, hu, sp, (3, 4))
+    assert "skipped" in info and "HU above the surroundings" in info["skipped"]
+    np.testing.assert_array_equal(out, lab)
+    hu, lab, _, sp = _branch_scene()
+    out, info = trim_to_lumen(lab, hu, sp, (3, 4), box=(slice(0, 60), slice(0, 80), slice(0, 60)))
+    np.testing.assert_array_equal(out[:, :, 60:], lab[:, :, 60:])
+    assert info["removed_voxels"] > 0 and (out[:, :, :60] != lab[:, :, :60]).any()
+
+
+def test_engine_trims_the_branch_network_labels_where_the_card_asks(tmp_path, tube_ct):
+    branch = _voxelwise(tmp_path / "branch", -50.0, 4)  # renal wherever HU > -50: far too wide
+    spec = {"model": str(branch), "band_mm": 20.0}
+    wide = _voxelwise(tmp_path / "wide", 350.0, 1, {"branches": spec})
+    trim = _voxelwise(tmp_path / "trim", 350.0, 1, {"branches": dict(spec, trim_to_lumen=True)})
+    a = sitk.GetArrayFromImage(segment(tube_ct, wide))
+    b = sitk.GetArrayFromImage(segment(tube_ct, trim))
+    want = np.zeros(a.shape, np.uint8)
+    want[:, 16:24, 16:24] = 1
+    want[18:21, 19:21, 24:34] = 4  # the lumen; the detached blob loses its bridge
+    np.testing.assert_array_equal(b, want)
+    assert (a == 4).sum() > 10 * (want == 4).sum()  # untrimmed: the whole box
+    assert models.provenance(models.find_model(trim))["branches"]["trim_to_lumen"] is True

@@ -239,6 +239,8 @@ def main():
                     "model near its aorta (segmentation/branches.py); replaces the card's own")
     ap.add_argument("--band-mm", type=float, default=35.0, help="band of --branches (mm)")
     ap.add_argument("--no-branches", action="store_true", help="without the card's branch network")
+    ap.add_argument("--trim-to-lumen", action="store_true", help="with --branches: cut the side "
+                    "branches to the lumen the CT shows (segmentation/lumen.trim_to_lumen)")
     a = ap.parse_args()
     info = find_model(a.model)
     post = dict(info.card.get("postprocessing", {}))
@@ -246,8 +248,9 @@ def main():
         post.pop("branches", None)
         if a.branches:
             b = find_model(a.branches)
-            post["branches"] = {"model": str(b.folder.resolve()), "band_mm": a.band_mm}
-            a.tag = a.tag or f"{info.card['version']}+{b.name}{b.version}"
+            post["branches"] = {"model": str(b.folder.resolve()), "band_mm": a.band_mm,
+                                "trim_to_lumen": a.trim_to_lumen}
+            a.tag = a.tag or f"{info.card['version']}+{b.name}{b.version}{'trim' * a.trim_to_lumen}"
         info = dataclasses.replace(info, card={**info.card, "postprocessing": post})
     if a.grid_mm:
         info = dataclasses.replace(info, card={**info.card, "spacing_mm": [a.grid_mm] * 3})

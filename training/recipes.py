@@ -153,7 +153,7 @@ CONFIGS["artery-groups-thin"] = dict(
 CONFIGS["artery-branches"] = dict(
     CONFIGS["artery-groups-renal"], spacing_mm=[1.25, 1.25, 1.25], init_from="artery-groups-renal",
     export_as="artery-branches", version_prefix="0.1", anatomy_fraction=0.85,
-    branch_of="artery-groups", cascade_version_prefix="0.6", band_mm=35.0,
+    branch_of="artery-groups", cascade_version_prefix="0.6", band_mm=35.0, trim_to_lumen=True,
     group_weights=[0.1, 0.1, 0.35, 0.45], renal_radius_mm=(1.5, 3.2),
     lr=3e-4, decay_from=9329, decay_iterations=11500,
     history=CONFIGS["artery-groups-renal"]["history"] + "; then, as the side-branch network, "

@@ -285,12 +285,15 @@ def export_cascade(cfg, folder, card, log):
     weights_of = str(gcard["version"]).split(".")[-1]
     gcard["version"] = f"{cfg['cascade_version_prefix']}.{weights_of}"
     gcard["postprocessing"] = dict(gcard.get("postprocessing", {}), branches={
-        "model": card["name"] if bundled else str(folder.resolve()), "band_mm": cfg["band_mm"]})
+        "model": card["name"] if bundled else str(folder.resolve()), "band_mm": cfg["band_mm"],
+        "trim_to_lumen": bool(cfg.get("trim_to_lumen", False))})
     gcard["training"]["branches"] = (
         f"{cfg['cascade_version_prefix']}.{weights_of} = the weights of iteration {weights_of} plus "
         f"the branch network {card['name']} {card['version']}: its mesenteric and renal labels "
         f"replace this network's in the box of the aorta widened by {cfg['band_mm']:g} mm "
-        "(segmentation/branches.py); its recipe is in its own card")
+        "(segmentation/branches.py)" + (", then cut to the lumen the CT shows "
+        "(segmentation/lumen.trim_to_lumen)" * bool(cfg.get("trim_to_lumen"))) +
+        "; its recipe is in its own card")
     (served / "model.json").write_text(json.dumps(gcard, indent=2))
     groups_cfg = CONFIGS[cfg["branch_of"]]
     metrics = {"held_out_phantoms": evaluate(served, groups_cfg, log),

@@ -8,6 +8,10 @@ around the aorta the first one found (``band_mm`` wider on every side).  Inside 
 its mesenteric and renal labels replace the first network's; the aorta and the iliac
 arteries stay the first network's everywhere.  A side-branch piece is kept only where it
 is connected (26-neighbourhood) to the aorta or the iliac arteries, as a branch must be.
+With ``"trim_to_lumen": true`` the side branches in the box are then cut to the lumen the
+CT shows at its own resolution (:func:`.lumen.trim_to_lumen`: the network's grid is
+coarser than the CT's, so a thin artery's label spills into the fat and veins beside
+it), and the pieces the cut leaves unattached are removed.
 
 >>> from CalciumScoringLib.segmentation.branches import merge_branches  # doctest: +SKIP
 """
@@ -17,6 +21,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..imagecheck import crop_box
+from .lumen import trim_to_lumen
 
 AORTA = 1
 TRUNK = (1, 2)  # aorta and iliac arteries: always the first network's
@@ -60,17 +65,24 @@ def merge_branches(groups, branches, box, side=SIDE, trunk=TRUNK):
     g[np.isin(g, side)] = 0
     take = np.isin(b, side) & ~is_trunk
     g[take] = b[take]
-    sides = np.isin(g, side)
+    drop_unattached(g, side, trunk)
+    return out
+
+
+def drop_unattached(labels, side=SIDE, trunk=TRUNK):
+    """Remove (in place) the side-group voxels not 26-connected to a trunk label."""
+    sides = np.isin(labels, side)
     if sides.any():
+        is_trunk = np.isin(labels, trunk)
         lab, _ = ndimage.label(sides | is_trunk, np.ones((3, 3, 3), bool))
         anchored = np.unique(lab[is_trunk])
-        g[sides & ~np.isin(lab, anchored[anchored > 0])] = 0
-    return out
+        labels[sides & ~np.isin(lab, anchored[anchored > 0])] = 0
+    return labels
 
 
 def segment_branches(ct, groups, spec, segment, **kwargs):
     """``groups`` (SimpleITK label map on ``ct``'s grid) with its side branches re-decided
-    by the branch network ``spec`` (``{"model": ..., "band_mm": ...}``); ``segment`` is
+    by the branch network ``spec`` (``{"model": ..., "band_mm": ..., "trim_to_lumen": ...}``); ``segment`` is
     the engine's function, ``kwargs`` go to it (device, threads, cancel)."""
     band = float(spec.get("band_mm", 35.0))
     box = branch_box(groups, band)
@@ -82,6 +94,10 @@ def segment_branches(ct, groups, spec, segment, **kwargs):
     roi.CopyInformation(groups)
     found = segment(ct, spec["model"], roi=roi, roi_margin_mm=0.0, **kwargs)
     merged = merge_branches(sitk.GetArrayViewFromImage(groups), sitk.GetArrayViewFromImage(found), box)
+    if spec.get("trim_to_lumen"):
+        merged, _ = trim_to_lumen(merged, sitk.GetArrayViewFromImage(ct), ct.GetSpacing(), SIDE,
+                                  reference=AORTA, box=box)
+        drop_unattached(merged[box])
     out = sitk.GetImageFromArray(merged)
     out.CopyInformation(groups)
     return out

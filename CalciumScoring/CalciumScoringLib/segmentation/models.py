@@ -123,14 +123,15 @@ def read_card(folder):
                              f"got {grow!r}; fix the card")
     branches = card.get("postprocessing", {}).get("branches")
     if branches is not None:
-        ok = (isinstance(branches, dict) and set(branches) <= {"model", "band_mm"}
+        ok = (isinstance(branches, dict) and set(branches) <= {"model", "band_mm", "trim_to_lumen"}
+              and isinstance(branches.get("trim_to_lumen", False), bool)
               and isinstance(branches.get("model"), str)
               and isinstance(branches.get("band_mm", 35.0), (int, float))
               and branches.get("band_mm", 35.0) > 0)
         if not ok:
             raise ModelError(f"{path}: postprocessing branches must be "
-                             '{"model": NAME, "band_mm": MM} (a model name or folder and a '
-                             f"positive number); got {branches!r}; fix the card")
+                             '{"model": NAME, "band_mm": MM, "trim_to_lumen": BOOL} (a model '
+                             f"name or folder, a positive number, optional true/false); got {branches!r}; fix the card")
     return card
 
 
@@ -142,7 +143,8 @@ def provenance(info):
     if spec:
         b = find_model(spec["model"])
         out["branches"] = {"model": b.name, "version": b.version, "sha256": b.card.get("sha256"),
-                           "band_mm": float(spec.get("band_mm", 35.0))}
+                           "band_mm": float(spec.get("band_mm", 35.0)),
+                           "trim_to_lumen": bool(spec.get("trim_to_lumen", False))}
     return out
 
 
