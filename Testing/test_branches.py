@@ -112,8 +112,11 @@ def _branch_scene(lumen_hu=300, tissue_hu=40):
     hu = np.full((60, 80, 120), tissue_hu, np.int16)
     hu[aorta | renal] = lumen_hu
     hu[30, 44:46, 80:84] = 700  # plaque at the lumen edge
+    hu[30, 46:48, 60:64] = 900  # plaque in the wall, 1-2 mm out: outside the label there
+    hu[30, 51:53, 100:104] = 900  # bright, 3.5-4.5 mm from the lumen: not this artery's
     lab = np.zeros(hu.shape, np.uint8)
     lab[(dist <= 4.0) & (x >= 30)] = 4
+    lab[(dist > 2.5) & (x >= 58) & (x < 66)] = 0
     lab[22:25, 40:42, 90:96] = 4  # stray: touches the rim (dist 3-4 mm), not the lumen
     lab[aorta] = 1
     return hu, lab, renal & ~aorta, (sp, sp, sp)
@@ -132,6 +135,8 @@ def test_trim_to_lumen_cuts_a_wide_branch_label_to_the_lumen_and_keeps_calcium()
     assert before < 0.45 and dice > 0.9, (before, dice)
     assert info["threshold_hu"] == pytest.approx(170, abs=1)
     assert (out[30, 44:46, 80:84] == 4).all()  # the plaque stays in the artery
+    assert (out[30, 46:48, 60:64] == 4).all() and info["calcium_voxels"] == 8  # wall calcium joins
+    assert not out[30, 51:53, 100:104].any()
     assert not got[22:25, 40:42, 90:96].any()  # the stray piece lost its bridge
     np.testing.assert_array_equal(out == 1, lab == 1)  # the aorta is not touched
     assert (lab[22:25, 40:42, 90:96] == 4).all()  # nor is the input

@@ -176,15 +176,18 @@ def grow_by_hu(labels, hu, spacing, reference=1, groups=None, reach_mm=3.0,
     return out, info
 
 
-def trim_to_lumen(labels, hu, spacing, groups, reference=1, box=None, min_contrast_hu=60.0):
+def trim_to_lumen(labels, hu, spacing, groups, reference=1, box=None, min_contrast_hu=60.0,
+                  calcium_mm=2.0, bright_sd=4.0, bright_hu=150.0):
     """Label array with the voxels of ``groups`` that the CT does not show as lumen removed
     (a new array): those whose HU (smoothed by 0.5 mm) lie below the threshold half way
     between the lumen and the surroundings of the ``reference`` (as :func:`grow_by_hu`).
 
     For side branches re-decided on a network grid coarser than the CT's: a 3-6 mm artery
     is a few grid voxels wide and its label, resampled, overlaps the fat and the veins
-    beside it.  Voxels brighter than the lumen (calcium) stay.  Nothing changes where the
-    lumen is not at least ``min_contrast_hu`` above the surroundings (unenhanced scan).
+    beside it.  Voxels brighter than the lumen (calcium) stay, and calcium in the wall
+    within ``calcium_mm`` of the cut lumen is given to it, so that a threshold inside the
+    masks still finds it.  Nothing changes where the lumen is not at least
+    ``min_contrast_hu`` above the surroundings (unenhanced scan).
 
     Parameters
     ----------
@@ -198,12 +201,16 @@ def trim_to_lumen(labels, hu, spacing, groups, reference=1, box=None, min_contra
         The label whose core and shell give the lumen and surroundings levels.
     box : tuple of slice, optional
         Trim only inside this box.
+    calcium_mm : float
+        Unlabelled voxels brighter than ``L + max(bright_sd * SD, bright_hu)`` (calcium,
+        as in :func:`grow_by_hu`) this close to a trimmed group join its nearest voxel's group.
 
     Returns
     -------
     out : ndarray
     info : dict
-        ``threshold_hu`` and ``removed_voxels``, or ``skipped``: why nothing changed.
+        ``threshold_hu``, ``removed_voxels`` and ``calcium_voxels``, or ``skipped``: why
+        nothing changed.
     """
     out = np.array(labels, copy=True)
     sp = np.asarray(spacing, float)[::-1]
@@ -214,23 +221,31 @@ def trim_to_lumen(labels, hu, spacing, groups, reference=1, box=None, min_contra
     levels = lumen_and_surroundings(hu[rbox].astype(np.float32), ref[rbox], sp)
     if levels is None:
         return out, {"skipped": "reference label too small"}
-    lumen, _, tissue = levels
+    lumen, sd, tissue = levels
     if lumen - tissue < min_contrast_hu:
         return out, {"skipped": f"lumen only {lumen - tissue:.0f} HU above the surroundings"}
     thr = (lumen + tissue) / 2
+    top = lumen + max(bright_sd * sd, bright_hu)
     side = np.isin(out, groups)
+    inside = np.ones(out.shape, bool)
     if box is not None:
-        inside = np.zeros(out.shape, bool)
+        inside[:] = False
         inside[box] = True
         side &= inside
-    gbox = crop_box(side, pad=2)
-    removed = 0
+    gbox = crop_box(side, pad=int(np.ceil(calcium_mm / sp.min())) + 2)
+    removed = added = 0
     if gbox is not None:
-        h = ndimage.gaussian_filter(np.asarray(hu[gbox], np.float32), 0.5 / sp)
-        dark = side[gbox] & (h < thr)
-        out[gbox][dark] = 0
+        sub, sub_hu = out[gbox], np.asarray(hu[gbox], np.float32)
+        dark = side[gbox] & (ndimage.gaussian_filter(sub_hu, 0.5 / sp) < thr)
+        sub[dark] = 0
         removed = int(dark.sum())
-    return out, {"threshold_hu": round(thr, 1), "removed_voxels": removed}
+        kept = side[gbox] & ~dark
+        if kept.any() and calcium_mm > 0:
+            dist, idx = ndimage.distance_transform_edt(~kept, sampling=sp, return_indices=True)
+            calc = (sub == 0) & (sub_hu >= top) & (dist <= calcium_mm) & inside[gbox]
+            sub[calc] = sub[tuple(i[calc] for i in idx)]
+            added = int(calc.sum())
+    return out, {"threshold_hu": round(thr, 1), "removed_voxels": removed, "calcium_voxels": added}
 
 
 def grow_on_grid(labels_img, ct, **rule):
