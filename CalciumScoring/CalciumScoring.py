@@ -293,10 +293,9 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
 
     def modelNames(self, label=None):
         """Registry names, optionally only the models that output ``label`` (e.g. "aorta")."""
-        from CalciumScoringLib.segmentation.models import list_models
+        from CalciumScoringLib.segmentation.models import model_names
 
-        return [m.name for m in list_models()
-                if label is None or label in m.card.get("labels", {}).values()]
+        return model_names(label)
 
     def process(self, volumeNode, arteryGroups, calcium="adaptive", stumpLengthMm=25.0,
                 aortaMarginMm=10.0, progress=None, cancel=None):

@@ -78,6 +78,7 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
     pooled = {}  # group -> [predicted, true] calcified volume summed over the cases
     seen = {}  # the same over the plaques the CT shows (visible_calcium)
     seen_case = {}  # group -> per-case errors over those plaques
+    extra = {}  # groups: Dice against the lumen part, calcium inside the masks (pooled)
     for seed in seeds:
         o = held_out_options(seed)
         ph = make_phantom(seed, spacing=o.pop("spacing"), **o)
@@ -91,6 +92,17 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
         for k in cfg["labels"]:
             a, b = pred == int(k), ref == int(k)
             dices[k].append(overlap(a, b)["dice"])
+        if cfg["target"] == "groups":  # the phantom's groups include a 1.5-2 mm wall
+            lumen = sitk.GetArrayViewFromImage(ph.lumen) > 0
+            calc = sitk.GetArrayViewFromImage(ph.arteries) == 2
+            for k in cfg["labels"]:
+                a, b = pred == int(k), ref == int(k)
+                extra.setdefault(f"dice_{cfg['labels'][k]}_lumen", []).append(
+                    overlap(a, b & lumen)["dice"])
+                if (b & calc).any():  # the group's calcium inside the predicted artery masks
+                    got = extra.setdefault(f"calcium_inside_{cfg['labels'][k]}", [0, 0])
+                    got[0] += int((b & calc & (pred > 0)).sum())
+                    got[1] += int((b & calc).sum())
         if cfg["target"] == "arteries":  # calcified volume per group, on the true groups
             from CalciumScoringLib.scoring.thresholds import adaptive, idealised
 
@@ -130,6 +142,8 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
         log(f"held-out seed {seed}: " + ", ".join(f"{cfg['labels'][k]} {v[-1]:.3f}"
                                                   for k, v in dices.items()))
     out = {f"dice_{cfg['labels'][k]}": float(np.mean(v)) for k, v in dices.items()}
+    out.update({k: float(np.mean(v)) for k, v in extra.items() if k.startswith("dice_")})
+    out.update({k: v[0] / v[1] for k, v in extra.items() if k.startswith("calcium_")})
     if cfg["target"] == "arteries":
         out.update({f"calcium_volume_error_{g}": float(np.mean(v)) for g, v in vol_err.items() if v})
         # per case (above) small true volumes dominate: 47 mm3 too many on an 18 mm3 group is

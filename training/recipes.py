@@ -161,7 +161,13 @@ CONFIGS["artery-branches"] = dict(
             "their artery centre drawn with weights 0.1/0.1/0.35/0.45, renal radius 1.5-3.2 mm: "
             "lr 3e-4 decaying linearly from 9329 to the 5 % floor at 11500",
     real_scans_used=CONFIGS["artery-groups-renal"]["real_scans_used"] + "; the 1.25 mm grid "
-                    "was chosen after 0.5.9329 was run on ircad01_abdomen at 1.4-2.0 mm grids")
+                    "was chosen after 0.5.9329 was run on ircad01_abdomen at 1.4-2.0 mm grids"
+                    + "; ircad01_abdomen is development data for the cascade: checkpoints "
+                    "9535 and 10832 of this run were measured on it during training (the "
+                    "bundled one is the last, 11539, no choice among checkpoints), and "
+                    "trim_to_lumen was added after measuring 10832 there (pooled branches "
+                    "0.493 -> 0.573); the 35 mm band was set before any measurement; "
+                    "ts_dicom_series and stent_cta were measured only")
 # The calcium network on the real-anatomy synthesis (issue #19, session 11): 0.4.6874,
 # trained on phantoms alone, labels 163 of ircad01_abdomen's 52,348 mm3 of artery groups as
 # artery and none of its 191 mm3 >= 400 HU as calcium; it has not seen a real abdomen.

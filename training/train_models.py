@@ -302,7 +302,8 @@ def export_cascade(cfg, folder, card, log):
     gcard["metrics"] = metrics
     (served / "model.json").write_text(json.dumps(gcard, indent=2))
     card["metrics"] = dict(metrics, measured_as=f"the second stage of {gcard['name']} {gcard['version']}")
-    (folder / "model.json").write_text(json.dumps(dict(read_card(folder), metrics=card["metrics"]), indent=2))
+    (folder / "model.json").write_text(json.dumps(dict(read_card(folder), metrics=card["metrics"],
+                                                       second_stage_of=gcard["name"]), indent=2))
     log(json.dumps(metrics))
 
 

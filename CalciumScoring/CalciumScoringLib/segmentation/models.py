@@ -9,7 +9,9 @@ A model is a folder with ``model.json`` (the model card) and a weights file
 ``mirroring`` and ``label_resampling`` (``linear``, ``bspline`` or ``nearest``).
 ``postprocessing`` may hold ``largest_component``, ``tree_of``, ``brighter_than`` and
 ``refine_by_hu`` (see :mod:`.engine` and :mod:`.refine`), ``grow_by_hu`` (:mod:`.lumen`) and
-``branches`` (a second network for the side branches, :mod:`.branches`).
+``branches`` (a second network for the side branches, :mod:`.branches`); such a network's
+own card says ``second_stage_of`` (the model it serves), which keeps it out of
+:func:`model_names`, the list users choose from.
 
 Bundled models live in ``CalciumScoring/Resources/Models/<name>/``; users add
 folders with :func:`register` or the ``VASCULAR_CALCIUM_MODELS`` environment
@@ -226,6 +228,14 @@ def list_models():
             seen.add(info.name)
             out.append(info)
     return out
+
+
+def model_names(label=None):
+    """Names of the models a user chooses among (optionally only those that output
+    ``label``, e.g. "aorta"): a second-stage network (card ``second_stage_of``: run by the
+    model it serves, :mod:`.branches`) is not one of them."""
+    return [m.name for m in list_models() if not (m.card or {}).get("second_stage_of")
+            and (label is None or label in m.labels.values())]
 
 
 def bundled_model(name):
