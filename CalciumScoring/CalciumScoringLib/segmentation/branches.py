@@ -88,12 +88,11 @@ def segment_branches(ct, groups, spec, segment, **kwargs):
     box = branch_box(groups, band)
     if box is None:
         return groups
-    roi_arr = np.zeros(groups.GetSize()[::-1], np.uint8)
-    roi_arr[box] = 1
-    roi = sitk.GetImageFromArray(roi_arr)
-    roi.CopyInformation(groups)
-    found = segment(ct, spec["model"], roi=roi, roi_margin_mm=0.0, **kwargs)
-    merged = merge_branches(sitk.GetArrayViewFromImage(groups), sitk.GetArrayViewFromImage(found), box)
+    z, y, x = box  # the network sees only the box: resampling and windows cost nothing outside
+    sub = segment(ct[x.start:x.stop, y.start:y.stop, z.start:z.stop], spec["model"], **kwargs)
+    found = np.zeros(groups.GetSize()[::-1], np.uint8)
+    found[box] = sitk.GetArrayViewFromImage(sub)
+    merged = merge_branches(sitk.GetArrayViewFromImage(groups), found, box)
     if spec.get("trim_to_lumen"):
         merged, _ = trim_to_lumen(merged, sitk.GetArrayViewFromImage(ct), ct.GetSpacing(), SIDE,
                                   reference=AORTA, box=box)

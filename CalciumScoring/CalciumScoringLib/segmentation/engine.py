@@ -87,8 +87,12 @@ def _starts(n, p, step):
 
 
 def sliding_window(net, arr, patch, num_classes, mirror=False, progress=None, cancel=None,
-                   step=0.5):
-    """Blended class logits (C, z, y, x) of a normalised array; ``patch`` is (z, y, x)."""
+                   step=0.5, batch=2):
+    """Blended class logits (C, z, y, x) of a normalised array; ``patch`` is (z, y, x).
+
+    Windows go through the network ``batch`` at a time: on 2 CPU cores two 64^3 windows
+    together take about as long as one alone (the network normalises each window on its
+    own, so the logits are those of one at a time, to float rounding)."""
     import torch
 
     pad = [max(p - n, 0) for p, n in zip(patch, arr.shape)]
@@ -98,23 +102,27 @@ def sliding_window(net, arr, patch, num_classes, mirror=False, progress=None, ca
     w = gaussian_weights(patch)
     out = np.zeros((num_classes,) + a.shape, np.float32)
     norm = np.zeros(a.shape, np.float32)
-    windows = [(z, y, x) for z in _starts(a.shape[0], patch[0], step)
+    windows = [(slice(z, z + patch[0]), slice(y, y + patch[1]), slice(x, x + patch[2]))
+               for z in _starts(a.shape[0], patch[0], step)
                for y in _starts(a.shape[1], patch[1], step) for x in _starts(a.shape[2], patch[2], step)]
+    batch = max(1, int(batch))
     with torch.no_grad():
-        for i, (z, y, x) in enumerate(windows):
+        for i in range(0, len(windows), batch):
             if cancel is not None and cancel():
                 raise Cancelled("inference cancelled")
-            sl = (slice(z, z + patch[0]), slice(y, y + patch[1]), slice(x, x + patch[2]))
-            t = torch.from_numpy(np.ascontiguousarray(a[sl]))[None, None]
+            chunk = windows[i:i + batch]
+            t = torch.from_numpy(np.stack([a[sl] for sl in chunk]))[:, None]
             logits = net(t)
             if mirror:
                 for axes in ((2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)):
                     logits = logits + torch.flip(net(torch.flip(t, axes)), axes)
                 logits = logits / 8
-            out[(slice(None),) + sl] += logits[0].numpy() * w
-            norm[sl] += w
+            logits = logits.numpy()
+            for sl, lg in zip(chunk, logits):
+                out[(slice(None),) + sl] += lg * w
+                norm[sl] += w
             if progress:
-                progress((i + 1) / len(windows), "network")
+                progress(min(i + batch, len(windows)) / len(windows), "network")
     out /= norm
     return out[(slice(None),) + tuple(slice(0, n) for n in arr.shape)]
 

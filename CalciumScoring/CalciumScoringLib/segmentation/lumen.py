@@ -226,23 +226,20 @@ def trim_to_lumen(labels, hu, spacing, groups, reference=1, box=None, min_contra
         return out, {"skipped": f"lumen only {lumen - tissue:.0f} HU above the surroundings"}
     thr = (lumen + tissue) / 2
     top = lumen + max(bright_sd * sd, bright_hu)
-    side = np.isin(out, groups)
-    inside = np.ones(out.shape, bool)
-    if box is not None:
-        inside[:] = False
-        inside[box] = True
-        side &= inside
+    region = box if box is not None else tuple(slice(0, n) for n in out.shape)
+    view, hu_view = out[region], hu[region]  # views: the work stays inside the box
+    side = np.isin(view, groups)
     gbox = crop_box(side, pad=int(np.ceil(calcium_mm / sp.min())) + 2)
     removed = added = 0
     if gbox is not None:
-        sub, sub_hu = out[gbox], np.asarray(hu[gbox], np.float32)
+        sub, sub_hu = view[gbox], np.asarray(hu_view[gbox], np.float32)
         dark = side[gbox] & (ndimage.gaussian_filter(sub_hu, 0.5 / sp) < thr)
         sub[dark] = 0
         removed = int(dark.sum())
         kept = side[gbox] & ~dark
         if kept.any() and calcium_mm > 0:
             dist, idx = ndimage.distance_transform_edt(~kept, sampling=sp, return_indices=True)
-            calc = (sub == 0) & (sub_hu >= top) & (dist <= calcium_mm) & inside[gbox]
+            calc = (sub == 0) & (sub_hu >= top) & (dist <= calcium_mm)
             sub[calc] = sub[tuple(i[calc] for i in idx)]
             added = int(calc.sum())
     return out, {"threshold_hu": round(thr, 1), "removed_voxels": removed, "calcium_voxels": added}
