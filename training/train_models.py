@@ -293,7 +293,7 @@ def export_cascade(cfg, folder, card, log):
         f"replace this network's in the box of the aorta widened by {cfg['band_mm']:g} mm "
         "(segmentation/branches.py)" + (", then cut to the lumen the CT shows "
         "(segmentation/lumen.trim_to_lumen)" * bool(cfg.get("trim_to_lumen"))) +
-        "; its recipe is in its own card")
+        "; its recipe, and what the real scans were used for, are in its own card")
     (served / "model.json").write_text(json.dumps(gcard, indent=2))
     groups_cfg = CONFIGS[cfg["branch_of"]]
     metrics = {"held_out_phantoms": evaluate(served, groups_cfg, log),
