@@ -161,4 +161,5 @@ def test_a_process_loads_each_network_once(phantom_cache, monkeypatch):
     ph = phantom_cache(61, (2.0, 2.0, 2.0), fov="vessels")
     for _ in range(3):
         engine.segment(ph.ct, models.bundled_model("artery-groups"), threads=1)
-    assert len(calls) == 1 and len(engine.loaded_networks()) == 1
+    # artery-groups and its second stage (the branch network), each loaded once for 3 cases
+    assert len(calls) == 2 and len(engine.loaded_networks()) == 2

@@ -91,6 +91,25 @@ def _drop_unlit(out, hu, sp, g, thr):
     return removed
 
 
+def _levels(labels, hu, sp, reference, min_contrast_hu, bright_sd, bright_hu):
+    """(threshold, top, info) from the ``reference`` label's lumen and surroundings, or
+    (None, None, info with ``skipped``) where the edge cannot be seen."""
+    ref = labels == reference
+    box = crop_box(ref, pad=int(np.ceil(10 / sp.min())))
+    if box is None:
+        return None, None, {"skipped": "no reference label"}
+    levels = lumen_and_surroundings(hu[box].astype(np.float32), ref[box], sp)
+    if levels is None:
+        return None, None, {"skipped": "reference label too small"}
+    lumen, sd, tissue = levels
+    info = {"lumen_hu": round(lumen, 1), "surroundings_hu": round(tissue, 1)}
+    if lumen - tissue < min_contrast_hu:
+        return None, None, dict(info, skipped=f"lumen only {lumen - tissue:.0f} HU above the surroundings")
+    thr = (lumen + tissue) / 2
+    info["threshold_hu"] = round(thr, 1)
+    return thr, lumen + max(bright_sd * sd, bright_hu), info
+
+
 def grow_by_hu(labels, hu, spacing, reference=1, groups=None, reach_mm=3.0,
                min_contrast_hu=60.0, bright_sd=4.0, bright_hu=150.0, disc_scale=None,
                need_lumen=None):
@@ -136,19 +155,9 @@ def grow_by_hu(labels, hu, spacing, reference=1, groups=None, reach_mm=3.0,
     out = labels.copy()
     sp = np.asarray(spacing, float)[::-1]
     ref = labels == reference
-    box = crop_box(ref, pad=int(np.ceil(10 / sp.min())))
-    if box is None:
-        return out, {"skipped": "no reference label"}
-    levels = lumen_and_surroundings(hu[box].astype(np.float32), ref[box], sp)
-    if levels is None:
-        return out, {"skipped": "reference label too small"}
-    lumen, sd, tissue = levels
-    info = {"lumen_hu": round(lumen, 1), "surroundings_hu": round(tissue, 1)}
-    if lumen - tissue < min_contrast_hu:
-        return out, dict(info, skipped=f"lumen only {lumen - tissue:.0f} HU above the surroundings")
-    thr = (lumen + tissue) / 2
-    top = lumen + max(bright_sd * sd, bright_hu)
-    info["threshold_hu"] = round(thr, 1)
+    thr, top, info = _levels(labels, hu, sp, reference, min_contrast_hu, bright_sd, bright_hu)
+    if thr is None:
+        return out, info
     removed = sum(_drop_unlit(out, hu, sp, g, thr) for g in need_lumen or [])
     added = 0
     if disc_scale:
@@ -214,18 +223,9 @@ def trim_to_lumen(labels, hu, spacing, groups, reference=1, box=None, min_contra
     """
     out = np.array(labels, copy=True)
     sp = np.asarray(spacing, float)[::-1]
-    ref = out == reference
-    rbox = crop_box(ref, pad=int(np.ceil(10 / sp.min())))
-    if rbox is None:
-        return out, {"skipped": "no reference label"}
-    levels = lumen_and_surroundings(hu[rbox].astype(np.float32), ref[rbox], sp)
-    if levels is None:
-        return out, {"skipped": "reference label too small"}
-    lumen, sd, tissue = levels
-    if lumen - tissue < min_contrast_hu:
-        return out, {"skipped": f"lumen only {lumen - tissue:.0f} HU above the surroundings"}
-    thr = (lumen + tissue) / 2
-    top = lumen + max(bright_sd * sd, bright_hu)
+    thr, top, levels = _levels(out, hu, sp, reference, min_contrast_hu, bright_sd, bright_hu)
+    if thr is None:
+        return out, {"skipped": levels["skipped"]}
     region = box if box is not None else tuple(slice(0, n) for n in out.shape)
     view, hu_view = out[region], hu[region]  # views: the work stays inside the box
     side = np.isin(view, groups)
