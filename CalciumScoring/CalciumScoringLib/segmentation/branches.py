@@ -3,7 +3,7 @@
 The artery-groups network works on a 2 mm grid over the whole CT; there a 3-5 mm renal
 artery is one or two voxels wide, beside a renal vein as bright as itself in the
 portal-venous phase.  A model card may name a second network (``"branches"``:
-``{"model": NAME, "band_mm": MM}``) that is run on its own finer grid only in the box
+``{"model": NAME, "band_mm": MM, "trim_to_lumen": BOOL}``) that is run on its own finer grid only in the box
 around the aorta the first one found (``band_mm`` wider on every side).  Inside that box
 its mesenteric and renal labels replace the first network's; the aorta and the iliac
 arteries stay the first network's everywhere.  A side-branch piece is kept only where it
@@ -82,8 +82,8 @@ def drop_unattached(labels, side=SIDE, trunk=TRUNK):
 
 def segment_branches(ct, groups, spec, segment, **kwargs):
     """``groups`` (SimpleITK label map on ``ct``'s grid) with its side branches re-decided
-    by the branch network ``spec`` (``{"model": ..., "band_mm": ..., "trim_to_lumen": ...}``); ``segment`` is
-    the engine's function, ``kwargs`` go to it (device, threads, cancel)."""
+    by the branch network ``spec`` (``{"model": ..., "band_mm": ..., "trim_to_lumen": ...}``);
+    ``segment`` is the engine's function, ``kwargs`` go to it (device, threads, cancel)."""
     band = float(spec.get("band_mm", 35.0))
     box = branch_box(groups, band)
     if box is None:

@@ -133,7 +133,8 @@ def read_card(folder):
         if not ok:
             raise ModelError(f"{path}: postprocessing branches must be "
                              '{"model": NAME, "band_mm": MM, "trim_to_lumen": BOOL} (a model '
-                             f"name or folder, a positive number, optional true/false); got {branches!r}; fix the card")
+                             "name or folder, a positive number, optional true/false); "
+                             f"got {branches!r}; fix the card")
     return card
 
 
