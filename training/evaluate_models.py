@@ -89,14 +89,14 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
         lab = segment(ph.ct, folder, threads=2, roi=roi)
         pred = sitk.GetArrayFromImage(lab)
         ref = sitk.GetArrayFromImage(getattr(ph, cfg["target"]))
+        groups = cfg["target"] == "groups"  # the phantom's groups include a 1.5-2 mm wall
+        if groups:
+            lumen = sitk.GetArrayViewFromImage(ph.lumen) > 0
+            calc = sitk.GetArrayViewFromImage(ph.arteries) == 2
         for k in cfg["labels"]:
             a, b = pred == int(k), ref == int(k)
             dices[k].append(overlap(a, b)["dice"])
-        if cfg["target"] == "groups":  # the phantom's groups include a 1.5-2 mm wall
-            lumen = sitk.GetArrayViewFromImage(ph.lumen) > 0
-            calc = sitk.GetArrayViewFromImage(ph.arteries) == 2
-            for k in cfg["labels"]:
-                a, b = pred == int(k), ref == int(k)
+            if groups:
                 extra.setdefault(f"dice_{cfg['labels'][k]}_lumen", []).append(
                     overlap(a, b & lumen)["dice"])
                 if (b & calc).any():  # the group's calcium inside the predicted artery masks
