@@ -149,7 +149,8 @@ def calcium_inside(ct, groups, model="arteries-calcium"):
         out[f"{k}_mm3"] = round(float(m.sum()) * vox, 1)
         out[f"{k}_metal_excluded_mm3"] = metal["metal_excluded_mm3"]
         out[f"{k}_over_1500hu_mm3"] = round(float((m & (hu >= 1500)).sum()) * vox, 1)
-    out["dice_network_adaptive"] = round(overlap(masks["network"], masks["adaptive"])["dice"], 3)
+    dice = overlap(masks["network"], masks["adaptive"])["dice"]
+    out["dice_network_adaptive"] = round(dice, 3) if dice == dice else None  # None: both empty
     return out
 
 
