@@ -123,6 +123,31 @@ def _hilum(mask, o):
     return slab[np.argmin(np.linalg.norm(slab - o, axis=1))], slab
 
 
+# a renal artery runs in front of the spine and the psoas, never through them
+_BARRIER = (BONE, MARROW, CORD, MUSCLE)
+
+
+def _routed(ends, mid, radius, room, rng, wiggle=0.0, tries=8):
+    """A renal path ``curve([start, mid, end])`` whose middle control point is moved forwards
+    (4 mm a try) until the tube keeps clear of the spine and muscle: ``room`` is the distance
+    (mm) from them; points within 10 mm of either end are not checked (the aorta lies on the
+    spine, the hilum beside the psoas).  The clearest try when none is clear.
+    (Session 16: unrouted, 12 % of the drawn renal voxels lay in vertebral marrow and 9 % in
+    muscle.)"""
+    start, end = ends
+    best = None
+    for k in range(tries):
+        path = curve([start, mid + np.array([0, -4.0 * k, 0]), end], rng, wiggle)
+        inner = (np.linalg.norm(path - start, axis=1) > 10) & (np.linalg.norm(path - end, axis=1) > 10)
+        idx = np.clip(np.round(path[inner] / SPACING).astype(int), 0, np.array(room.shape) - 1)
+        hits = int((room[tuple(idx.T)] < radius).sum())
+        if best is None or hits < best[0]:
+            best = (hits, path)
+        if hits == 0:
+            break
+    return best[1]
+
+
 def _branches(cls, grp, kid, rng, renal_radius_mm=(2.0, 3.5)):
     """Renal (radius drawn from ``renal_radius_mm``), celiac, SMA (and iliacs where the map
     has none) drawn from the aorta; returns what the veins are placed by (SMA path, renal
@@ -133,6 +158,7 @@ def _branches(cls, grp, kid, rng, renal_radius_mm=(2.0, 3.5)):
         return drawn
     top = zs[-1] * SPACING
     renal_z = drawn["renal_z"]
+    room = ndimage.distance_transform_edt(~np.isin(cls, _BARRIER)) * SPACING
     for side, mask in zip((1, -1), kid):  # left (x+), right
         pts = np.argwhere(mask) * SPACING
         if len(pts) < 50:
@@ -146,14 +172,17 @@ def _branches(cls, grp, kid, rng, renal_radius_mm=(2.0, 3.5)):
         h, slab = _hilum(mask, o)
         start = o + np.array([0, 0, side * r * 0.5])
         mid = (start + h) / 2 + np.array([rng.uniform(-10, 5), rng.uniform(0, 12), 0])
-        path = curve([start, mid, h + (h - o) / np.linalg.norm(h - o) * 6], rng, rng.uniform(0, 3))
-        stamp(cls, grp, path, np.full(len(path), rng.uniform(*renal_radius_mm)), RENAL)
+        radius = rng.uniform(*renal_radius_mm)
+        path = _routed((start, h + (h - o) / np.linalg.norm(h - o) * 6), mid, radius, room, rng,
+                       rng.uniform(0, 3))
+        stamp(cls, grp, path, np.full(len(path), radius), RENAL)
         renal_z.append(z0)
         if rng.random() < 0.25:  # accessory renal artery to the lower pole
             o2, _ = at(z0 - rng.uniform(15, 35))
             low = slab[np.argmin(slab[:, 0])] if len(slab) else h
-            path = curve([o2, (o2 + low) / 2 + np.array([0, 5, 0]), low], rng)
-            stamp(cls, grp, path, np.full(len(path), rng.uniform(1.5, 2.5)), RENAL)
+            radius = rng.uniform(1.5, 2.5)
+            path = _routed((o2, low), (o2 + low) / 2 + np.array([0, 5, 0]), radius, room, rng)
+            stamp(cls, grp, path, np.full(len(path), radius), RENAL)
     base = max(renal_z) if renal_z else zs[len(zs) // 2] * SPACING
     zc, zsma = base + rng.uniform(20, 40), 0.0
     zsma = zc - rng.uniform(8, 20)
