@@ -271,7 +271,9 @@ def main():
         if a.figures:
             dice = ", ".join(f"{k[5:]} Dice {v:.2f}" for k, v in res.items() if k.startswith("dice_"))
             grid = f" on a {a.grid_mm:g} mm grid" if a.grid_mm else ""
-            title = (f"{name} ({res['phase']}): {info.card['name']} {info.card['version']}{grid}"
+            bcard = find_model(a.branches).card if a.branches else None
+            what = f" with branches {bcard['name']} {bcard['version']}" if bcard else ""
+            title = (f"{name} ({res['phase']}): {info.card['name']} {info.card['version']}{what}{grid}"
                      f"{' - ' + dice if dice else ''}; plausibility "
                      f"{'passed' if res['plausible'] else 'FAILED: ' + '; '.join(res['failed_checks'])[:160]}")
             figure(Path(a.figures) / f"real_{name}_{a.tag or info.card['version']}.png", name, ct,
