@@ -174,16 +174,23 @@ CONFIGS["artery-branches"] = dict(
 # The same second stage on a 1 mm grid, the patches centred on renal arteries more often
 # and the synthetic renal arteries thinner (2.6-5.6 mm), from 11539.  Started in session
 # 15, not measured yet.
-CONFIGS["artery-branches-fine"] = dict(
-    CONFIGS["artery-branches"], spacing_mm=[1.0, 1.0, 1.0], init_from="artery-branches",
-    version_prefix="0.2", cascade_version_prefix="0.7", group_weights=[0.05, 0.05, 0.3, 0.6],
-    renal_radius_mm=(1.3, 2.8), lr=3e-4, decay_from=11539, decay_iterations=14000,
-    history=CONFIGS["artery-branches"]["history"] + "; then on a 1 mm grid from 11539 with "
-            "the artery centre drawn with weights 0.05/0.05/0.3/0.6, renal radius 1.3-2.8 mm: "
-            "lr 3e-4 decaying linearly from 11539 to the 5 % floor at 14000",
-    real_scans_used=CONFIGS["artery-branches"]["real_scans_used"] + "; this run was started "
-                    "after artery-branches 0.1.11539 was seen to follow ircad01_abdomen's "
-                    "renal arteries for only 10 mm")
+def _trained_on(base, start, end, what, why, **changes):
+    """The recipe of ``base`` trained on from its checkpoint at iteration ``start`` (lr 3e-4
+    decaying linearly to the 5 % floor at ``end``); ``what`` is added to its history, ``why``
+    to what the real scans were used for."""
+    return dict(CONFIGS[base], init_from=base, lr=3e-4, decay_from=start, decay_iterations=end,
+                history=CONFIGS[base]["history"] + f"; then {what}: lr 3e-4 decaying linearly "
+                        f"from {start} to the 5 % floor at {end}",
+                real_scans_used=CONFIGS[base]["real_scans_used"] + f"; this run was started {why}",
+                **changes)
+
+
+CONFIGS["artery-branches-fine"] = _trained_on(
+    "artery-branches", 11539, 14000, "on a 1 mm grid from 11539 with the artery centre drawn "
+    "with weights 0.05/0.05/0.3/0.6, renal radius 1.3-2.8 mm", "after artery-branches "
+    "0.1.11539 was seen to follow ircad01_abdomen's renal arteries for only 10 mm",
+    spacing_mm=[1.0, 1.0, 1.0], version_prefix="0.2", cascade_version_prefix="0.7",
+    group_weights=[0.05, 0.05, 0.3, 0.6], renal_radius_mm=(1.3, 2.8))
 # Renal arteries drawn where they run (issue #19, session 16): artery-branches-fine
 # (12157 -> 14015) ended worse than 0.1.11539 on IRCAD (renal 0.115), ts_dicom_series and
 # the phantoms, and both find only 21-38 % of the renal arteries of the synthesis itself
@@ -192,15 +199,11 @@ CONFIGS["artery-branches-fine"] = dict(
 # path from the aorta to the hilum was not kept off the spine.  synth_anatomy._routed now
 # keeps it in front of the spine and psoas (marrow 0.1 %).  Otherwise artery-branches as
 # it was, from its 11539 on the corrected synthesis.
-CONFIGS["artery-branches-routed"] = dict(
-    CONFIGS["artery-branches"], init_from="artery-branches", version_prefix="0.3",
-    cascade_version_prefix="0.8", lr=3e-4, decay_from=11539, decay_iterations=13500,
-    history=CONFIGS["artery-branches"]["history"] + "; then from 11539 with the renal "
-            "arteries routed in front of the spine and psoas (synth_anatomy._routed): lr "
-            "3e-4 decaying linearly from 11539 to the 5 % floor at 13500",
-    real_scans_used=CONFIGS["artery-branches"]["real_scans_used"] + "; this run was started "
-                    "after the synthesis' renal arteries were seen to cross vertebrae, not "
-                    "after a real-scan measurement")
+CONFIGS["artery-branches-routed"] = _trained_on(
+    "artery-branches", 11539, 13500, "from 11539 with the renal arteries routed in front of "
+    "the spine and psoas (synth_anatomy._routed)", "after the synthesis' renal arteries were "
+    "seen to cross vertebrae, not after a real-scan measurement", version_prefix="0.3",
+    cascade_version_prefix="0.8")
 # The calcium network on the real-anatomy synthesis (issue #19, session 11): 0.4.6874,
 # trained on phantoms alone, labels 163 of ircad01_abdomen's 52,348 mm3 of artery groups as
 # artery and none of its 191 mm3 >= 400 HU as calcium; it has not seen a real abdomen.
