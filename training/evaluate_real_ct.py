@@ -245,6 +245,7 @@ def main():
     a = ap.parse_args()
     info = find_model(a.model)
     post = dict(info.card.get("postprocessing", {}))
+    what = ""  # the branch network named in the figures' titles
     if a.branches or a.no_branches:
         post.pop("branches", None)
         if a.branches:
@@ -252,6 +253,7 @@ def main():
             post["branches"] = {"model": str(b.folder.resolve()), "band_mm": a.band_mm,
                                 "trim_to_lumen": a.trim_to_lumen}
             a.tag = a.tag or f"{info.card['version']}+{b.name}{b.version}{'trim' * a.trim_to_lumen}"
+            what = f" with branches {b.name} {b.version}"
         info = dataclasses.replace(info, card={**info.card, "postprocessing": post})
     if a.grid_mm:
         info = dataclasses.replace(info, card={**info.card, "spacing_mm": [a.grid_mm] * 3})
@@ -271,8 +273,6 @@ def main():
         if a.figures:
             dice = ", ".join(f"{k[5:]} Dice {v:.2f}" for k, v in res.items() if k.startswith("dice_"))
             grid = f" on a {a.grid_mm:g} mm grid" if a.grid_mm else ""
-            bcard = find_model(a.branches).card if a.branches else None
-            what = f" with branches {bcard['name']} {bcard['version']}" if bcard else ""
             title = (f"{name} ({res['phase']}): {info.card['name']} {info.card['version']}{what}{grid}"
                      f"{' - ' + dice if dice else ''}; plausibility "
                      f"{'passed' if res['plausible'] else 'FAILED: ' + '; '.join(res['failed_checks'])[:160]}")
