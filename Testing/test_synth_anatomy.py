@@ -225,10 +225,10 @@ def test_renal_arteries_run_in_front_of_the_spine(variants):
     within 1.5 mm of bone, marrow or the cord (unrouted, as before session 16: 13-21 % on
     two of the three maps, a bright tube inside a vertebral body)."""
     from scipy import ndimage
-    from synth_geometry import BONE, CORD, MARROW
+    from synth_geometry import BONE, CORD, MARROW, SPACING
 
     for v in variants:
-        near = ndimage.distance_transform_edt(~np.isin(v.cls, (BONE, MARROW, CORD))) * 1.5 <= 1.5
+        near = ndimage.distance_transform_edt(~np.isin(v.cls, (BONE, MARROW, CORD))) * SPACING <= 1.5
         renal = v.grp == 4
         assert renal.sum() > 200, v.name  # both renal arteries drawn (428-915 voxels)
         assert (renal & near).sum() / renal.sum() < 0.03, v.name

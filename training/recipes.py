@@ -168,12 +168,8 @@ CONFIGS["artery-branches"] = dict(
                     "trim_to_lumen was added after measuring 10832 there (pooled branches "
                     "0.493 -> 0.573); the 35 mm band was set before any measurement; "
                     "ts_dicom_series and stent_cta were measured only")
-# Renal arteries beyond their first 10 mm (issue #19, session 15): with artery-branches
-# 0.1.11539 as the second stage, IRCAD's renal arteries are found 0-10 mm from the aorta
-# (199 of 742 reference voxels) and hardly beyond (26 of 559 at 10-20 mm, none further).
-# The same second stage on a 1 mm grid, the patches centred on renal arteries more often
-# and the synthetic renal arteries thinner (2.6-5.6 mm), from 11539.  Started in session
-# 15, not measured yet.
+
+
 def _trained_on(base, start, end, what, why, **changes):
     """The recipe of ``base`` trained on from its checkpoint at iteration ``start`` (lr 3e-4
     decaying linearly to the 5 % floor at ``end``); ``what`` is added to its history, ``why``
@@ -185,6 +181,12 @@ def _trained_on(base, start, end, what, why, **changes):
                 **changes)
 
 
+# Renal arteries beyond their first 10 mm (issue #19, session 15): with artery-branches
+# 0.1.11539 as the second stage, IRCAD's renal arteries are found 0-10 mm from the aorta
+# (199 of 742 reference voxels) and hardly beyond (26 of 559 at 10-20 mm, none further).
+# The same second stage on a 1 mm grid, the patches centred on renal arteries more often
+# and the synthetic renal arteries thinner (2.6-5.6 mm), from 11539.  Started in session
+# 15; measured in session 16 (12157 -> 14015): not bundled.
 CONFIGS["artery-branches-fine"] = _trained_on(
     "artery-branches", 11539, 14000, "on a 1 mm grid from 11539 with the artery centre drawn "
     "with weights 0.05/0.05/0.3/0.6, renal radius 1.3-2.8 mm", "after artery-branches "
