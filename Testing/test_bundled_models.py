@@ -53,24 +53,24 @@ def test_bundled_weights_stay_small():
 
 
 def test_artery_groups_on_a_held_out_phantom(phantom_cache):
-    """The phantom's groups hold the lumen and a 1.5-2 mm wall.  Since 0.6 the mesenteric
-    and renal arteries are the branch network's, cut to the lumen the CT shows
-    (``trim_to_lumen``): they match the phantom's lumen, not its wall, and keep the wall's
-    calcium.  Measured (0.6.7182 + artery-branches 0.1.11539): aorta 0.961, iliac 0.913;
-    mesenteric 0.587 with the wall, 0.895 against the lumen; renal 0.679 / 0.750; all of
-    each group's calcium inside the masks.  (0.4.7182, whose side groups include the wall:
-    mesenteric 0.909 / 0.567 against the lumen, renal 0.910 / 0.526.)"""
+    """Measured against the groups as a CTA shows them (``Phantom.groups_as_shown``): the
+    aorta and iliacs with their wall, the mesenteric and renal arteries as lumen and
+    calcified wall, the convention the bundled networks follow (their side branches are cut
+    to the lumen the CT shows, ``trim_to_lumen``).  Measured (0.6.7182 + artery-branches
+    0.1.11539): aorta 0.961, iliac 0.913, mesenteric 0.900, renal 0.764 (with the phantom's
+    1.5-2 mm wall round the side branches: 0.587, 0.679); all of each group's calcium inside
+    the masks.  (0.1.3590, whose side groups include the wall: mesenteric 0.526, renal
+    0.495 as shown; 0.938, 0.922 with the wall.)"""
     info = bundled("artery-groups")
     ph = phantom_cache(100010, (1.0, 1.0, 1.5), fov="vessels", lumen_hu=380.0)
     lab = sitk.GetArrayFromImage(segment(ph.ct, info, threads=2))
     ref = sitk.GetArrayFromImage(ph.groups)
-    lumen = sitk.GetArrayFromImage(ph.lumen) > 0
+    shown = sitk.GetArrayFromImage(ph.groups_as_shown())
     calc = sitk.GetArrayFromImage(ph.arteries) == 2
     names = ("aorta", "iliac", "mesenteric", "renal")
-    d = {g: overlap(lab == v, ref == v)["dice"] for v, g in enumerate(names, 1)}
-    dl = {g: overlap(lab == v, (ref == v) & lumen)["dice"] for v, g in enumerate(names, 1)}
+    d = {g: overlap(lab == v, shown == v)["dice"] for v, g in enumerate(names, 1)}
     assert d["aorta"] > 0.95 and d["iliac"] > 0.90, d
-    assert dl["mesenteric"] > 0.85 and dl["renal"] > 0.70 and min(d.values()) > 0.55, (d, dl)
+    assert d["mesenteric"] > 0.85 and d["renal"] > 0.72, d
     assert ((ref > 0) & calc & (lab > 0)).sum() >= 0.98 * ((ref > 0) & calc).sum()
 
 

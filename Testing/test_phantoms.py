@@ -52,6 +52,23 @@ def test_all_images_share_one_grid_and_label_conventions(phantom_cache):
     assert ph.ct.GetPixelID() == sitk.sitkInt16
 
 
+def test_groups_as_shown_drop_only_the_side_branches_wall(phantom_cache):
+    """Aorta and iliacs keep their wall; mesenteric and renal arteries keep their lumen
+    and calcium, nothing else."""
+    ph = phantom_cache(2, ISO, fov="vessels", plaque_min_voxels=2)
+    g, shown = arr(ph.groups), arr(ph.groups_as_shown())
+    lumen, calc = arr(ph.lumen) > 0, arr(ph.arteries) == 2
+    assert shown.dtype == g.dtype and ph.groups_as_shown().GetOrigin() == ph.groups.GetOrigin()
+    for v in (1, 2):
+        np.testing.assert_array_equal(shown == v, g == v)
+    for v in (3, 4):
+        np.testing.assert_array_equal(shown == v, (g == v) & (lumen | calc))
+        wall = (g == v) & ~lumen & ~calc
+        assert wall.sum() > 0.5 * (g == v).sum()  # most of a thin branch is its wall
+    assert ((shown > 0) & calc).sum() == calc.sum()  # every calcification still inside
+    assert ((shown == 3) & calc).sum() + ((shown == 4) & calc).sum() > 0
+
+
 @pytest.mark.parametrize("spacing,direction", [(ISO, None), ((0.7, 0.7, 3.0), None),
                                                ((1.2, 0.9, 1.5), "oblique")])
 def test_plaque_volumes_and_clusters_are_exact(phantom_cache, spacing, direction):

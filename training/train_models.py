@@ -330,6 +330,29 @@ def remeasure_real(name, log):
     log(f"real data of {card['name']} {card['version']} re-measured: {json.dumps(real)}")
 
 
+def remeasure_phantoms(name, log):
+    """Measure a bundled model again on the held-out phantoms (validation and test seeds)
+    and rewrite only those two sections of its card; a second stage it names (artery-branches
+    under artery-groups) gets the same numbers, as ``export_cascade`` writes them."""
+    from CalciumScoringLib.segmentation.models import read_card
+    from evaluate_models import evaluate
+
+    cfg = CONFIGS[name]
+    models = ROOT / "CalciumScoring" / "Resources" / "Models"
+    folder = models / cfg.get("export_as", name)
+    card = read_card(folder)
+    phantoms = {"held_out_phantoms": evaluate(folder, cfg, log),
+                "test_phantoms": evaluate(folder, cfg, log, TEST_SEEDS)}
+    card["metrics"].update(phantoms, phantoms_measured=time.strftime("%Y-%m-%d"))
+    (folder / "model.json").write_text(json.dumps(card, indent=2))
+    stage = card.get("postprocessing", {}).get("branches")
+    if stage:
+        second = read_card(models / stage["model"])
+        second["metrics"].update(phantoms, phantoms_measured=card["metrics"]["phantoms_measured"])
+        (models / stage["model"] / "model.json").write_text(json.dumps(second, indent=2))
+    log(f"phantoms of {card['name']} {card['version']} re-measured: {json.dumps(phantoms)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", choices=sorted(CONFIGS))
@@ -343,6 +366,8 @@ def main():
                     "models folder; use another one for a preliminary model)")
     ap.add_argument("--remeasure-real", action="store_true", help="measure the bundled model "
                     "again on the real scans and rewrite only its card's real_data section")
+    ap.add_argument("--remeasure-phantoms", action="store_true", help="measure the bundled "
+                    "model again on the held-out phantoms and rewrite only those card sections")
     a = ap.parse_args()
     logf = ROOT / "training" / a.model / "log.txt"
     logf.parent.mkdir(parents=True, exist_ok=True)
@@ -355,6 +380,8 @@ def main():
 
     if a.remeasure_real:
         remeasure_real(a.model, log)
+    elif a.remeasure_phantoms:
+        remeasure_phantoms(a.model, log)
     elif a.preview:
         export(a.model, log, a.preview, measure=False)
     elif a.export or a.export_to:

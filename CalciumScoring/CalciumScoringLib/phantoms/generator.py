@@ -13,7 +13,9 @@ partial-volume blur and noise, so the CT is realistic while the labels stay exac
 
 Label conventions (../shared/METHOD.md §1): ``arteries`` is model A (1 artery,
 2 calcification); ``groups`` is model B (1 aorta, 2 iliac, 3 mesenteric, 4 renal).
-The artery masks include the vessel wall, so every calcification lies inside them.
+The artery masks include the vessel wall, so every calcification lies inside them;
+``Phantom.groups_as_shown`` gives the groups as a CTA shows them (side branches without
+their wall), the truth the bundled networks are measured against.
 """
 
 from dataclasses import dataclass
@@ -24,6 +26,10 @@ import SimpleITK as sitk
 from .anatomy import GROUP_NAMES, branch_clearance, build_anatomy
 from .plaques import place_plaques
 from .render import Grid, render_tissues, smooth_noise, tube_margin
+
+
+#: groups whose wall counts as artery in :meth:`Phantom.groups_as_shown` (aorta, iliac)
+WALL_SHOWN = (1, 2)
 
 
 @dataclass
@@ -37,6 +43,23 @@ class Phantom:
     lumen: sitk.Image
     meta: dict
     plaque_ids: sitk.Image = None
+
+    def groups_as_shown(self):
+        """The groups as a CTA shows them, the convention the bundled networks follow.
+
+        The aorta and iliac arteries keep their wall (against the fat round them it shows,
+        and real reference labels include it); the mesenteric and renal arteries are their
+        lumen and calcified wall only.  A real side branch's wall is under 1 mm and as
+        dense as the tissue it runs in, so no CT shows it; the phantom draws 1.5-2 mm at
+        30-60 HU, which only a fixed margin round the lumen could guess.
+        """
+        groups = sitk.GetArrayFromImage(self.groups)
+        seen = (sitk.GetArrayViewFromImage(self.lumen) > 0) | (
+            sitk.GetArrayViewFromImage(self.arteries) == 2)
+        out = np.where(np.isin(groups, WALL_SHOWN) | seen, groups, 0).astype(groups.dtype)
+        img = sitk.GetImageFromArray(out)
+        img.CopyInformation(self.groups)
+        return img
 
 
 def _draw_options(rng, options):
