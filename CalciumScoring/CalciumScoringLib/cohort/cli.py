@@ -85,12 +85,13 @@ def cmd_demo(args):
               .round(4).to_string(index=False))
     if case.groups is None:
         full = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "arteries_full.nii.gz")))
-        ref = sitk.GetArrayFromImage(ph.groups)
+        ref = sitk.GetArrayFromImage(ph.groups_as_shown())
         from ..validation.evaluate import overlap
 
         dice = {g: overlap(full == v, ref == v)["dice"]
                 for v, g in ((1, "aorta"), (2, "iliac"), (3, "mesenteric"), (4, "renal"))}
-        print("network vs phantom truth, Dice: " + ", ".join(f"{g} {d:.3f}" for g, d in dice.items()))
+        print("network vs phantom truth as the CT shows it (side branches: lumen and calcified "
+              "wall), Dice: " + ", ".join(f"{g} {d:.3f}" for g, d in dice.items()))
     record = json.loads((folder / "scores.json").read_text())
     for f in record["qc"]:
         print(f"QC {f['code']}: {f['message']}")
