@@ -70,7 +70,8 @@ def visible_calcium(ph, lumen_hu, pred, margin_hu=MARGIN_HU):
 TRUTH_NOTE = ("dice_<group>: against the phantom's groups, which include a 1.5-2 mm wall at "
               "30-60 HU; _lumen: against their lumen; _shown: against the groups as a CTA shows "
               "them (Phantom.groups_as_shown: aorta and iliacs with their wall, mesenteric and "
-              "renal arteries as lumen and calcified wall), the convention the networks follow")
+              "renal arteries as lumen and calcified wall), the convention the networks follow; "
+              "dice_artery_shown (the calcium model): its artery label against the same")
 
 
 def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
@@ -112,6 +113,9 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
                     got = extra.setdefault(f"calcium_inside_{cfg['labels'][k]}", [0, 0])
                     got[0] += int((b & calc & (pred > 0)).sum())
                     got[1] += int((b & calc).sum())
+        if cfg["target"] == "arteries":  # the artery label as the CT shows the arteries
+            shown = (sitk.GetArrayFromImage(ph.groups_as_shown()) > 0) & (ref == 1)
+            extra.setdefault("dice_artery_shown", []).append(overlap(pred == 1, shown)["dice"])
         if cfg["target"] == "arteries":  # calcified volume per group, on the true groups
             from CalciumScoringLib.scoring.thresholds import adaptive, idealised
 
@@ -153,8 +157,7 @@ def evaluate(folder, cfg, log, seeds=VALIDATION_SEEDS):
     out = {f"dice_{cfg['labels'][k]}": float(np.mean(v)) for k, v in dices.items()}
     out.update({k: float(np.mean(v)) for k, v in extra.items() if k.startswith("dice_")})
     out.update({k: v[0] / v[1] for k, v in extra.items() if k.startswith("calcium_")})
-    if cfg["target"] == "groups":
-        out["truth"] = TRUTH_NOTE
+    out["truth"] = TRUTH_NOTE
     if cfg["target"] == "arteries":
         out.update({f"calcium_volume_error_{g}": float(np.mean(v)) for g, v in vol_err.items() if v})
         # per case (above) small true volumes dominate: 47 mm3 too many on an 18 mm3 group is
