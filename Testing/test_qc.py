@@ -145,3 +145,45 @@ def test_missing_or_zero_spacing_in_file_headers(tmp_path):
     sitk.WriteImage(good, str(tmp_path / "good.nii.gz"))
     assert read_ct(tmp_path / "good.nrrd").GetSpacing() == pytest.approx((0.8, 0.8, 2.0))
     assert read_ct(tmp_path / "good.nii.gz").GetSpacing() == pytest.approx((0.8, 0.8, 2.0))
+
+
+def test_side_arteries_followed_short_of_the_stump_are_flagged(phantom_cache, tmp_path):
+    """A renal artery the segmentation stops 8 mm from the aorta is named, with its length;
+    the whole phantom is not flagged."""
+    from ArteryShorteningLib import shorten_arteries
+    from scipy import ndimage
+
+    ph = phantom_cache(3, (1.0, 1.0, 1.0), fov="vessels", n_plaques=0)
+    assert qc.short_arteries_flag(shorten_arteries(ph.groups).branches, 25.0) is None
+    g = sitk.GetArrayFromImage(ph.groups)
+    dist = ndimage.distance_transform_edt(g != 1)  # mm from the aorta (1 mm voxels)
+    spacing_x = np.asarray(ph.groups.GetDirection()).reshape(3, 3)[0, 0]
+    x = ph.groups.GetOrigin()[0] + spacing_x * np.arange(g.shape[2])
+    left = x[None, None, :] > np.median(x[np.nonzero(g == 1)[2]])  # LPS: +x is the left
+    cut = g.copy()
+    cut[(g == 4) & left & (dist > 8)] = 0
+    img = sitk.GetImageFromArray(cut)
+    img.CopyInformation(ph.groups)
+    f = qc.short_arteries_flag(shorten_arteries(img).branches, 25.0)
+    if tmp_path is not None:  # the command line says it, beside the scores
+        from CalciumScoringLib.cohort.runner import Case, Options, process_case
+
+        sitk.WriteImage(ph.ct, str(tmp_path / "ct.nrrd"))
+        sitk.WriteImage(img, str(tmp_path / "groups.nrrd"))
+        res = process_case(Case("short", str(tmp_path / "ct.nrrd"), str(tmp_path / "groups.nrrd")),
+                           tmp_path / "out", Options(scene=False))
+        assert "side_arteries_short" in res["qc"].split(";"), res
+    assert f is not None and f["code"] == "side_arteries_short", f
+    names = f["message"].split(": ")[1].split(" (")[0].split(", ")
+    assert len(names) == 1 and names[0].startswith("left renal"), f["message"]
+    assert 5 <= float(names[0].split()[-2]) <= 11, f["message"]
+    # the same rule on a report: mesenteric judged by its longest piece, pairs per side
+    import pandas as pd
+    rep = pd.DataFrame({"group": ["mesenteric", "mesenteric", "renal", "renal", "renal"],
+                        "side": ["midline", "midline", "left", "left", "right"],
+                        "kept": [True, True, True, True, False],
+                        "length_mm": [12.0, 25.0, 6.0, 24.0, 3.0]})
+    assert qc.short_arteries_flag(rep, 25.0) is None  # the longest left renal reaches 24 mm
+    rep.loc[3, "length_mm"] = 15.0
+    assert "left renal 15 mm" in qc.short_arteries_flag(rep, 25.0)["message"]
+    assert "mesenteric" not in qc.short_arteries_flag(rep, 25.0)["message"]

@@ -278,6 +278,7 @@ def _process(case, o, out_root, final):
             mark_missing(result.table, missing)
             flags.append(qc.groups_missing_flag(missing, groups_src.get("source")))
         flags += qc.check_result(ct, groups, calcium)
+        flags += [f for f in [qc.short_arteries_flag(short.branches, o.stump_length_mm)] if f]
         plausible = check_arteries(ct, groups, missing)
         if plausible.flag:
             flags.append(plausible.flag)

@@ -6,7 +6,8 @@ that says what to do) and returns flags for what can be processed with care.
 metal near the arteries, aorta cut by the field of view, no arteries found);
 ``groups_missing_flag`` says which groups an artery source does not label;
 ``calcium_network_flags`` whether a calcification network recognised the arteries at all;
-``metal_flags`` what was taken out of the calcium as metal.
+``metal_flags`` what was taken out of the calcium as metal; ``short_arteries_flag`` which
+side arteries the segmentation follows for less than the stump the method compares.
 
 Every flag is a short code plus a sentence: ``{"code": ..., "message": ...}``.
 """
@@ -28,6 +29,9 @@ METAL_DISTANCE_MM = 50.0
 #: of ircad01_abdomen's; a network trained on real anatomy: 95 % and 81 %; on a held-out
 #: phantom above 80 %, Testing/test_bundled_models.py)
 CALCIUM_COVERAGE_MIN = 0.5
+#: a side artery followed for less than this share of the stump length is flagged: real
+#: iliac, renal and superior mesenteric arteries all run well beyond 25 mm from the aorta
+SHORT_FRACTION = 0.8
 
 
 class InputError(ValueError):
@@ -219,3 +223,46 @@ def groups_missing_flag(missing, source=None):
                    "scores cover the whole labelled aorta" if "mesenteric" in missing else "")
                 + (f"; TotalSegmentator's task {' / '.join(tasks)} labels them"
                    if "TotalSegmentator" in what else ""))
+
+
+def short_arteries_flag(branches, stump_length_mm):
+    """The flag ``side_arteries_short`` when a side artery ends, in the segmentation, well
+    before the stump the shortening keeps (``SHORT_FRACTION`` of ``stump_length_mm``); None
+    otherwise.
+
+    ``branches`` is the shortening report (``ShorteningResult.branches``: group, side,
+    kept, length_mm per component).  Paired groups (iliac, renal) are judged per side
+    (left, right; a piece spanning both counts for each) by their longest kept component,
+    pieces of no clear side only where no side has one; the mesenteric group by its longest
+    (a celiac trunk may end short where it divides; the SMA does not).  A missing side is
+    not flagged here:
+    the field of view or the anatomy may explain it.  Real renal arteries are 40-60 mm long,
+    so a short one means the segmentation stopped, and that group's scores cover less of
+    the artery than the method compares between patients.
+    """
+    if branches is None or len(branches) == 0:
+        return None
+    kept = branches[branches["kept"].astype(bool)]
+    short = []
+    for group in ("iliac", "mesenteric", "renal"):
+        rows = kept[kept["group"] == group]
+        sides = rows["side"].astype(str)
+        buckets = {}  # what is judged: a side (with a piece spanning both) or the group
+        if group != "mesenteric":
+            for side in ("left", "right"):
+                if sides.isin([side, "bilateral"]).any():
+                    buckets[f"{side} {group}"] = rows[sides.isin([side, "bilateral"])]
+        if not buckets and len(rows):  # the mesenteric group, or pieces of no clear side
+            buckets[group] = rows
+        for what, sel in buckets.items():
+            length = float(sel["length_mm"].max())
+            if length < SHORT_FRACTION * stump_length_mm:
+                short.append(f"{what} {length:.0f} mm")
+    if not short:
+        return None
+    return flag("side_arteries_short",
+                f"the segmentation follows these side arteries only so far from the aorta: "
+                f"{', '.join(short)} (the stump is {stump_length_mm:g} mm): their scores cover "
+                "less of the artery than the method compares; extend them in Segment Editor "
+                "and re-score (or check that the field of view holds them)")
+

@@ -269,9 +269,10 @@ class CalciumScoringPipeline:
         """The QC flags of a result, as the CLI gives them: groups the user's segmentation
         does not hold (their scores missing, not zero), an unsure calcification network,
         metal taken out of the calcium, no contrast, metal near the arteries, a cut aorta,
-        and the plausibility of the artery groups (never hides the scores)."""
+        side arteries followed for less than the stump, and the plausibility of the artery
+        groups (never hides the scores)."""
         from ..qc.checks import (calcium_network_flags, check_result, groups_missing_flag,
-                                 metal_flags)
+                                 metal_flags, short_arteries_flag)
         from ..qc.plausibility import check_arteries
         from ..scoring.scores import mark_missing
 
@@ -281,6 +282,9 @@ class CalciumScoringPipeline:
             c.qc.append(groups_missing_flag(missing, f"the segmentation '{name}'"))
         c.qc += calcium_network_flags(c.calcium_source) + metal_flags(c.calcium_source)
         c.qc += check_result(job.ct, c.groups_full, c.calcium)  # contrast, metal, field of view
+        short = short_arteries_flag(c.shortening.branches,
+                                    c.shortening.parameters["stump_length_mm"])
+        c.qc += [short] if short else []
         c.plausibility = check_arteries(job.ct, c.groups_full, missing)
         if c.plausibility.flag:
             c.qc.append(c.plausibility.flag)
