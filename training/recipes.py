@@ -230,6 +230,16 @@ CONFIGS["arteries-calcium-anatomy"] = dict(
                     "artery coverage of the artery groups and its calcium against the "
                     "adaptive threshold and the >= 1,500 HU part); the bundled checkpoint is "
                     "the last one, no choice among checkpoints")
+# The real-anatomy calcium network with fewer synthesis patches (issue #19, session 17):
+# 0.5.11758 sees real arteries (coverage 95 % / 81 % on ts_dicom_series / IRCAD against
+# 9.8 % / 0.3 %) but its artery label falls on the phantoms, even measured as the CT shows
+# the arteries (Phantom.groups_as_shown): validation 0.869 against the bundled 0.903, the loss
+# in the iliacs (0.865 against 0.950), whose phantom wall the synthesis never shows.  From
+# 11758 with 35 % synthesis patches instead of 60 %.
+CONFIGS["arteries-calcium-mixed"] = _trained_on(
+    "arteries-calcium-anatomy", 11758, 13300, "from 11758 with 35 % of the patches from the "
+    "real-anatomy synthesis", "after 0.5.11758's phantom artery label was seen to fall in the "
+    "iliacs, not after a real-scan measurement", anatomy_fraction=0.35, version_prefix="0.6")
 NORM = {"type": "ct", "clip": [-1024.0, 2000.0], "mean": 100.0, "std": 300.0}
 VALIDATION_SEEDS = list(range(100000, 100006))  # held out; they chose the checkpoint to bundle
 TEST_SEEDS = list(range(100006, 100012))  # held out and never used for any choice
