@@ -235,10 +235,9 @@ def short_arteries_flag(branches, stump_length_mm):
     (left, right; a piece spanning both counts for each) by their longest kept component,
     pieces of no clear side only where no side has one; the mesenteric group by its longest
     (a celiac trunk may end short where it divides; the SMA does not).  A missing side is
-    not flagged here:
-    the field of view or the anatomy may explain it.  Real renal arteries are 40-60 mm long,
-    so a short one means the segmentation stopped, and that group's scores cover less of
-    the artery than the method compares between patients.
+    not flagged here: the field of view or the anatomy may explain it.  Real renal arteries
+    are 40-60 mm long, so a short one means the segmentation stopped, and that group's
+    scores cover less of the artery than the method compares between patients.
     """
     if branches is None or len(branches) == 0:
         return None
@@ -265,4 +264,3 @@ def short_arteries_flag(branches, stump_length_mm):
                 f"{', '.join(short)} (the stump is {stump_length_mm:g} mm): their scores cover "
                 "less of the artery than the method compares; extend them in Segment Editor "
                 "and re-score (or check that the field of view holds them)")
-
