@@ -47,9 +47,9 @@ class Phantom:
     def groups_as_shown(self):
         """The groups as a CTA shows them, the convention the bundled networks follow.
 
-        The aorta and iliac arteries keep their wall, as real reference labels of these
-        large arteries do (the phantom's aortic wall lies against fat all round and shows;
-        the iliacs' on about a third of their surface); the mesenteric and renal arteries
+        The aorta and iliac arteries keep their wall (the phantom's aortic wall lies against
+        fat all round and shows; the iliacs' on about a third of their surface; for real
+        large arteries the wall is a small share of the volume); the mesenteric and renal arteries
         are their lumen and calcified wall only.  A real side branch's wall is under 1 mm
         and as dense as the tissue it runs in (the phantom's: against fat on 9-18 % of its
         surface), so no CT shows it; the phantom draws 1.5-2 mm at 30-60 HU, which only a
