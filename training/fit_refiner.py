@@ -42,7 +42,8 @@ SEED0 = 200000
 RULE = {"label": 2, "reference": 1, "threshold": 0.5}
 #: 0.3: brighter_than + refine_by_hu; 0.4: its band takes in the bright artery voxels the
 #: network missed, and the classifier is an ensemble
-VERSION_PREFIX = {"arteries-calcium": "0.4", "arteries-calcium-anatomy": "0.5"}
+VERSION_PREFIX = {"arteries-calcium": "0.4", "arteries-calcium-anatomy": "0.5",
+                  "arteries-calcium-mixed": "0.6"}
 #: perceptrons in the ensemble: one fit's pooled held-out volume errors moved by 10-25 %
 #: between refits (0.3 features: validation calcification Dice 0.844 and 0.850, five
 #: averaged 0.861; 0.4 features: one 0.839, five 0.865)
