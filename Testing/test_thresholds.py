@@ -151,6 +151,35 @@ def test_metal_is_not_calcium(bright_lumen):
     assert dice(th.adaptive(ct, arteries), truth) < dice(clean, truth) - 0.2
 
 
+def test_a_struts_rim_joined_to_it_by_its_blur_is_metal(bright_lumen):
+    """A network labels a strut's blurred rim calcium and leaves the core out: the rim
+    (1,300 HU, one voxel off the 3,000 HU struts) is metal when the voxels between reach
+    half the metal level (1,400 HU), and stays when they do not (1,000 HU); calcium away
+    from the stent is kept either way."""
+    from scipy import ndimage
+
+    ph = bright_lumen
+    ct, stent = _with_stent(ph)
+    hu = arr(ct)
+    near = ndimage.binary_dilation(stent, np.ones((3, 3, 3)))
+    rim = ndimage.binary_dilation(near, np.ones((3, 3, 3))) & ~near
+    plaques = (arr(ph.arteries) == 2) & ~ndimage.binary_dilation(rim, iterations=3)
+    assert plaques.sum() > 100
+    for blur, gone in ((1400.0, True), (1000.0, False)):
+        a = hu.copy()
+        a[near & ~stent] = blur
+        a[rim] = 1300.0
+        img = sitk.GetImageFromArray(a)
+        img.CopyInformation(ct)
+        calc = sitk.GetImageFromArray((rim | plaques).astype(np.uint8))
+        calc.CopyInformation(ct)
+        out, info = th.without_metal(img, calc)
+        kept = arr(out) > 0
+        assert np.array_equal(kept[plaques], plaques[plaques])
+        assert (not kept[rim].any()) if gone else kept[rim].all(), (blur, info)
+        assert (info["metal_pieces"] >= 1) == gone
+
+
 def test_metal_level_of_a_clipped_ct(bright_lumen):
     """An export clipped at 2000 HU shows its struts at 2000: that is its metal level; a CT
     whose maximum is reached by a few voxels (bone, calcium) keeps METAL_HU."""
