@@ -149,6 +149,7 @@ def main():
     ap.add_argument("model", choices=sorted(VERSION_PREFIX))
     ap.add_argument("--phantoms", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--members", type=int, default=MEMBERS, help="perceptrons in the ensemble")
     ap.add_argument("--export", action="store_true", help="bundle it with the model")
     ap.add_argument("--export-to", help="write the model with the classifier to this folder "
                     "instead (a preliminary model)")
@@ -182,7 +183,7 @@ def main():
         ys.append(d["y"])
     X, y = np.concatenate(Xs), np.concatenate(ys)
     log(f"fitting on {len(y)} band voxels of {a.phantoms} phantoms ({y.mean():.1%} calcium)")
-    params = fit_ensemble(X, y, log=log)
+    params = fit_ensemble(X, y, members=a.members, log=log)
     if a.export or a.export_to:
         export(a.model, folder, params, a.phantoms, log, a.export_to)
 
