@@ -121,7 +121,7 @@ def measure(name, ct, ref, labelled, groups):
     return res
 
 
-def calcium_inside(ct, groups, model="arteries-calcium"):
+def calcium_inside(ct, groups, model="arteries-calcium", masks=None):
     """Calcium found inside the artery groups by the calcium network (as the pipeline runs
     it: on the groups as its region of interest) and by the adaptive threshold (the
     default), each without its metal as the pipeline scores it
@@ -129,7 +129,8 @@ def calcium_inside(ct, groups, model="arteries-calcium"):
     left at >= 1,500 HU (stent metal the rule missed, in the stent graft CTA; there is no
     calcium reference for any real scan); the share of the groups the network labels artery
     or calcium (``CalciumScoringLib.qc.checks``: below 0.5 the pipeline flags it); the Dice
-    of the two calcium masks."""
+    of the two calcium masks. ``masks`` (a dict), when given, receives the two masks kept
+    (``network``, ``adaptive``) and the network's labels (``labels``) as arrays."""
     from CalciumScoringLib.imagecheck import binary_image
     from CalciumScoringLib.qc.checks import calcium_network_coverage
     from CalciumScoringLib.scoring.thresholds import adaptive, without_metal
@@ -141,7 +142,8 @@ def calcium_inside(ct, groups, model="arteries-calcium"):
     vox = float(np.prod(ct.GetSpacing()))
     lab = segment(ct, find_model(model), threads=2, roi=groups > 0)
     out = {"network_artery_coverage": round(calcium_network_coverage(lab, groups), 4)}
-    masks = {}
+    masks = {} if masks is None else masks
+    masks["labels"] = sitk.GetArrayFromImage(lab)
     for k, found in (("network", binary_image(sitk.GetArrayFromImage(lab) == 2, ct)),
                      ("adaptive", adaptive(ct, groups > 0))):
         kept, metal = without_metal(ct, found)
@@ -168,6 +170,67 @@ def _depth_view(lab, spacing):
         rgb[val == v] = np.array(c) * shade[val == v, None]
     rgb[~any_fg] = 0.08
     return rgb[::-1]
+
+
+def calcium_figure(path, name, ct, groups, masks, title):
+    """The calcium network's calcium (red) and the adaptive threshold's (yellow; both:
+    orange) inside the groups (grey): an axial slice through the most network calcium, and
+    the masks projected from the front and from the side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hu = sitk.GetArrayFromImage(ct).astype(np.float32)
+    if name in NO_VOXELS:
+        hu[:] = -1000
+    g = sitk.GetArrayFromImage(groups) > 0
+    net, ada = masks["network"], masks["adaptive"]
+    sp = ct.GetSpacing()
+    per_slice = net.sum((1, 2)) if net.any() else ada.sum((1, 2))
+    z = int(np.argmax(per_slice)) if per_slice.any() else int(np.argwhere(g)[:, 0].mean())
+
+    def colour(gm, nm, am):
+        rgb = np.full(gm.shape + (3,), 0.08)
+        rgb[gm] = 0.45
+        rgb[am] = (0.95, 0.85, 0.1)
+        rgb[nm] = (0.9, 0.15, 0.15)
+        rgb[nm & am] = (1.0, 0.55, 0.0)
+        return rgb
+
+    box = np.argwhere(g)
+    (_, y0, x0), (_, y1, x1) = box.min(0), box.max(0) + 1
+    m = 15
+    y0, x0 = max(y0 - m, 0), max(x0 - m, 0)
+    y1, x1 = min(y1 + m, g.shape[1]), min(x1 + m, g.shape[2])
+    fig, ax = plt.subplots(1, 3, figsize=(17, 6.2))
+    ax[0].imshow(hu[z, y0:y1, x0:x1], cmap="gray", vmin=-160, vmax=600)
+    over = np.zeros((y1 - y0, x1 - x0, 4))
+    sl = (z, slice(y0, y1), slice(x0, x1))
+    over[ada[sl]] = (0.95, 0.85, 0.1, 0.8)
+    over[net[sl]] = (0.9, 0.15, 0.15, 0.8)
+    over[net[sl] & ada[sl]] = (1.0, 0.55, 0.0, 0.8)
+    ax[0].imshow(over)
+    if g[sl].any():
+        ax[0].contour(g[sl], levels=[0.5], colors="cyan", linewidths=0.6)
+    ax[0].set_title(f"axial slice {z} (groups outlined cyan)")
+    front = colour(g.any(1), net.any(1), ada.any(1))[::-1, x0:x1]
+    side = colour(g.any(2), net.any(2), ada.any(2))[::-1, y0:y1]
+    ax[1].imshow(front, aspect=sp[2] / sp[0])
+    ax[1].set_title("projected from the front")
+    ax[2].imshow(side, aspect=sp[2] / sp[1])
+    ax[2].set_title("projected from the side")
+    for a in ax:
+        a.axis("off")
+    names = ["artery groups", "adaptive threshold", "calcium network", "both"]
+    cols = [(0.45,) * 3, (0.95, 0.85, 0.1), (0.9, 0.15, 0.15), (1.0, 0.55, 0.0)]
+    fig.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in cols], names, loc="lower center",
+               ncol=4)
+    import textwrap
+
+    fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=10)
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
 
 
 def figure(path, name, ct, groups, ref, title):
@@ -267,7 +330,19 @@ def main():
         res = measure(name, ct, ref, labelled, groups)
         res["seconds"] = round(time.time() - t, 1)
         if a.calcium:
-            res["calcium"] = calcium_inside(ct, groups, a.calcium_model)
+            masks = {}
+            res["calcium"] = c = calcium_inside(ct, groups, a.calcium_model, masks)
+            if a.figures and c:
+                cm = find_model(a.calcium_model).card
+                calcium_figure(
+                    Path(a.figures) / f"real_calcium_{name}_{cm['version']}.png", name, ct,
+                    groups, masks,
+                    f"{name} ({res['phase']}): calcium inside {info.card['name']} "
+                    f"{info.card['version']}'s groups: {cm['name']} {cm['version']} "
+                    f"{c['network_mm3']:g} mm3 (covers {c['network_artery_coverage']:.0%} of "
+                    f"the groups as artery), adaptive threshold {c['adaptive_mm3']:g} mm3; "
+                    f"metal left out {c['network_metal_excluded_mm3']:g} / "
+                    f"{c['adaptive_metal_excluded_mm3']:g} mm3; no calcium reference exists")
         out[name] = res
         print(name, json.dumps(res), flush=True)
         if a.figures:

@@ -235,7 +235,9 @@ CONFIGS["arteries-calcium-anatomy"] = dict(
 # 9.8 % / 0.3 %) but its artery label falls on the phantoms, even measured as the CT shows
 # the arteries (Phantom.groups_as_shown): validation 0.869 against the bundled 0.903, the loss
 # in the iliacs (0.865 against 0.950), whose phantom wall the synthesis never shows.  From
-# 11758 with 35 % synthesis patches instead of 60 %.
+# 11758 with 35 % synthesis patches instead of 60 %.  Trained to 13366 in session 17;
+# bundled in session 18 as arteries-calcium 0.6.13366 (refiner: fit_refiner.py, 60 phantoms,
+# ten perceptrons).
 CONFIGS["arteries-calcium-mixed"] = _trained_on(
     "arteries-calcium-anatomy", 11758, 13300, "from 11758 with 35 % of the patches from the "
     "real-anatomy synthesis", "after 0.5.11758's phantom artery label was seen to fall in the "
