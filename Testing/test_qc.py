@@ -187,3 +187,19 @@ def test_side_arteries_followed_short_of_the_stump_are_flagged(phantom_cache, tm
     rep.loc[3, "length_mm"] = 15.0
     assert "left renal 15 mm" in qc.short_arteries_flag(rep, 25.0)["message"]
     assert "mesenteric" not in qc.short_arteries_flag(rep, 25.0)["message"]
+
+
+def test_calcium_kept_near_metal_is_said():
+    """Calcium left next to metal (a stent's faint wire may be among it) is flagged even when
+    no piece was taken out; neither number: no flag."""
+    from CalciumScoringLib.qc.checks import metal_flags
+
+    assert metal_flags({"metal_excluded_mm3": 0.0, "metal_near_mm3": 0.0}) == []
+    assert metal_flags(None) == []
+    (f,) = metal_flags({"metal_excluded_mm3": 0.0, "metal_near_mm3": 254.9, "metal_hu": 2000.0})
+    assert f["code"] == "metal_not_calcium" and "255 mm3 of the calcium scored" in f["message"]
+    assert "taken for metal" not in f["message"]
+    (f,) = metal_flags({"metal_excluded_mm3": 2923.85, "metal_pieces": 14, "metal_hu": 2000.0,
+                        "metal_near_mm3": 254.9})
+    assert "2,924 mm3 in 14 bright pieces reaching 2000 HU" in f["message"]
+    assert "within 20 mm of metal" in f["message"]

@@ -144,6 +144,7 @@ def test_metal_is_not_calcium(bright_lumen):
     clean = th.adaptive(ph.ct, arteries)
     same, none = th.without_metal(ph.ct, clean)
     assert np.array_equal(arr(same), arr(clean)) and none["metal_excluded_mm3"] == 0
+    assert none["metal_near_mm3"] == 0
     assert same.GetMetaData("threshold_hu") == clean.GetMetaData("threshold_hu")
     # the calcium left is the stent-free calcium, less only the plaques the struts touch
     truth = arr(ph.arteries) == 2
@@ -178,6 +179,11 @@ def test_a_struts_rim_joined_to_it_by_its_blur_is_metal(bright_lumen):
         assert np.array_equal(kept[plaques], plaques[plaques])
         assert (not kept[rim].any()) if gone else kept[rim].all(), (blur, info)
         assert (info["metal_pieces"] >= 1) == gone
+        # the calcium kept near the metal is said (a faint wire may be among it)
+        d = ndimage.distance_transform_edt(~stent, sampling=ct.GetSpacing()[::-1])
+        close = (kept & (d <= th.METAL_NEAR_MM)).sum() * np.prod(ct.GetSpacing())
+        assert info["metal_near_mm3"] == pytest.approx(close, abs=0.01)
+        assert gone or close > rim.sum()
 
 
 def test_metal_level_of_a_clipped_ct(bright_lumen):

@@ -15,7 +15,7 @@ Every flag is a short code plus a sentence: ``{"code": ..., "message": ...}``.
 import numpy as np
 import SimpleITK as sitk
 
-from ..scoring.thresholds import METAL_HU
+from ..scoring.thresholds import METAL_HU, METAL_NEAR_MM
 
 #: refuse volumes whose processing is estimated above this fraction of free memory
 MEMORY_FRACTION = 0.6
@@ -192,15 +192,23 @@ def calcium_network_flags(source):
 def metal_flags(source):
     """The flag ``metal_not_calcium`` when the calcification's provenance (from
     :func:`..scoring.thresholds.without_metal`) says pieces reaching the metal level were
-    taken out of the calcium; [] otherwise."""
-    mm3 = (source or {}).get("metal_excluded_mm3") or 0
-    if not mm3 > 0:
+    taken out of the calcium, or that calcium was kept near metal; [] otherwise."""
+    source = source or {}
+    mm3 = source.get("metal_excluded_mm3") or 0
+    near_mm3 = source.get("metal_near_mm3") or 0
+    if not (mm3 > 0 or near_mm3 > 0):
         return []
-    return [flag("metal_not_calcium",
-                 f"{mm3:,.0f} mm3 in {source.get('metal_pieces', 0)} bright pieces reaching "
-                 f"{source.get('metal_hu', METAL_HU):.0f} HU (stent, clip, coil) were taken for "
-                 "metal and not scored as calcium; if one is calcium, add it back in Segment "
-                 "Editor and re-score")]
+    said = []
+    if mm3 > 0:
+        said.append(f"{mm3:,.0f} mm3 in {source.get('metal_pieces', 0)} bright pieces reaching "
+                    f"{source.get('metal_hu', METAL_HU):.0f} HU (stent, clip, coil) were taken "
+                    "for metal and not scored as calcium; if one is calcium, add it back in "
+                    "Segment Editor and re-score")
+    if near_mm3 > 0:
+        said.append(f"{near_mm3:,.0f} mm3 of the calcium scored lies within "
+                    f"{METAL_NEAR_MM:.0f} mm of metal: a stent's faintest wire may be among it, "
+                    "so review it there and read that segment's scores as an upper bound")
+    return [flag("metal_not_calcium", ". ".join(said))]
 
 
 def aorta_cut_defined(missing):
