@@ -130,7 +130,7 @@ def calcium_inside(ct, groups, model="arteries-calcium", masks=None):
     calcium reference for any real scan); the share of the groups the network labels artery
     or calcium (``CalciumScoringLib.qc.checks``: below 0.5 the pipeline flags it); the Dice
     of the two calcium masks. ``masks`` (a dict), when given, receives the two masks kept
-    (``network``, ``adaptive``) and the network's labels (``labels``) as arrays."""
+    (``network``, ``adaptive``) as arrays."""
     from CalciumScoringLib.imagecheck import binary_image
     from CalciumScoringLib.qc.checks import calcium_network_coverage
     from CalciumScoringLib.scoring.thresholds import adaptive, without_metal
@@ -143,7 +143,6 @@ def calcium_inside(ct, groups, model="arteries-calcium", masks=None):
     lab = segment(ct, find_model(model), threads=2, roi=groups > 0)
     out = {"network_artery_coverage": round(calcium_network_coverage(lab, groups), 4)}
     masks = {} if masks is None else masks
-    masks["labels"] = sitk.GetArrayFromImage(lab)
     for k, found in (("network", binary_image(sitk.GetArrayFromImage(lab) == 2, ct)),
                      ("adaptive", adaptive(ct, groups > 0))):
         kept, metal = without_metal(ct, found)

@@ -178,8 +178,9 @@ def without_metal(ct, calcification, metal_hu=METAL_HU):
     A 26-connected piece of ``calcification`` is removed whole when its brightest voxel
     reaches the metal level (:func:`metal_level`), or when it is 26-connected to a voxel at
     that level through voxels of at least :data:`METAL_BRIDGE_FRACTION` of it (followed up
-    to :data:`METAL_BRIDGE_MM`, or :data:`METAL_NEAR_MM` if larger, around the calcification): a stent strut or clip and the
-    blooming around it, which a threshold or a network would otherwise score as calcium.
+    to :data:`METAL_BRIDGE_MM`, or :data:`METAL_NEAR_MM` if larger, around the
+    calcification): a stent strut or clip and the blooming around it, which a threshold or
+    a network would otherwise score as calcium.
 
     Parameters
     ----------
