@@ -245,6 +245,14 @@ CONFIGS["arteries-calcium-mixed"] = _trained_on(
 NORM = {"type": "ct", "clip": [-1024.0, 2000.0], "mean": 100.0, "std": 300.0}
 VALIDATION_SEEDS = list(range(100000, 100006))  # held out; they chose the checkpoint to bundle
 TEST_SEEDS = list(range(100006, 100012))  # held out and never used for any choice
+#: development phantoms of the held-out distribution (session 19): they calibrate the
+#: refine_by_hu threshold (training/calibrate_refiner.py); never used for training or test
+DEVELOPMENT_SEEDS = list(range(300000, 300030))
+#: a wider test set, fixed in session 19 before any model was measured on it: six test
+#: phantoms hold too little calcium per side group for a pooled volume bar (three of them
+#: hold renal calcium); held out and never used for any choice, measured once per bundled
+#: calcium model beside TEST_SEEDS
+WIDE_TEST_SEEDS = list(range(400000, 400030))
 RANDOMISATION = ("per phantom: in-plane spacing 0.7-1.0 mm, slice spacing 0.625-3 mm; lumen "
                  "150-650 HU (15 %: 20-150 HU, no contrast); noise SD 5-35 HU; partial-volume "
                  "blur 0.3-1.2 mm; bias field 0-40 HU; 0-7 gas bubbles; 0-2 oral contrast "
