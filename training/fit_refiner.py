@@ -14,7 +14,9 @@ ensemble of MEMBERS perceptrons (two hidden layers of 32) fitted from seeds 0, 1
 are unchanged), adds ``refine_by_hu`` to the card, bumps the version to
 ``<prefix>.<iteration>`` and measures the held-out metrics again
 (``evaluate_models.evaluate``). Run it again after every ``train_models.py --export`` of
-the model: that export writes the network alone.
+the model: that export writes the network alone.  A refit is written with the fit's own
+threshold (0.5); calibrate it again afterwards (``training/calibrate_refiner.py --set``,
+which bundled 0.7.13366 at 0.4).
 """
 
 import argparse

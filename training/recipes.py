@@ -237,7 +237,8 @@ CONFIGS["arteries-calcium-anatomy"] = dict(
 # in the iliacs (0.865 against 0.950), whose phantom wall the synthesis never shows.  From
 # 11758 with 35 % synthesis patches instead of 60 %.  Trained to 13366 in session 17;
 # bundled in session 18 as arteries-calcium 0.6.13366 (refiner: fit_refiner.py, 60 phantoms,
-# ten perceptrons).
+# ten perceptrons); its refiner's threshold calibrated to 0.4 in session 19 (0.7.13366,
+# calibrate_refiner.py).
 CONFIGS["arteries-calcium-mixed"] = _trained_on(
     "arteries-calcium-anatomy", 11758, 13300, "from 11758 with 35 % of the patches from the "
     "real-anatomy synthesis", "after 0.5.11758's phantom artery label was seen to fall in the "
