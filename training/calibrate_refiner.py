@@ -36,6 +36,7 @@ from CalciumScoringLib.segmentation.refine import (
     load_refiner,
     mlp_probability,
     refine_problem,
+    relabel_band,
 )
 from scipy import ndimage
 
@@ -80,11 +81,7 @@ def relabel(case, probability, threshold):
     if probability is not None:
         box = tuple(slice(int(a), int(b)) for a, b in case["box"])
         sub = lab[box].copy()
-        flat, idx = sub.reshape(-1), case["idx"]
-        yes = probability > threshold
-        was = flat[idx] == 2
-        flat[idx[yes]] = 2
-        flat[idx[~yes & was]] = 1
+        relabel_band(sub.reshape(-1), case["idx"], probability > threshold)
         lab[box] = sub
     return lab == 2
 

@@ -154,12 +154,16 @@ def refine_label(hu, labels, p_label, p_reference, spacing, params, label=2, ref
     idx, X = band_features(hu, labels, p_label, p_reference, spacing, lumen, label)
     if idx.size == 0:
         return out
-    yes = mlp_probability(X, params) > threshold
-    flat = out.reshape(-1)
+    relabel_band(out.reshape(-1), idx, mlp_probability(X, params) > threshold, label, reference)
+    return out
+
+
+def relabel_band(flat, idx, yes, label=2, reference=1):
+    """In place: band voxels ``idx`` of the flat labels the classifier calls calcium
+    (``yes``) become ``label``; ``label`` voxels it does not become ``reference``."""
     was = flat[idx] == label
     flat[idx[yes]] = label
     flat[idx[~yes & was]] = reference
-    return out
 
 
 def refine_problem(labels, ct, probs, lo, label, reference):
