@@ -168,3 +168,45 @@ def test_engine_trims_the_branch_network_labels_where_the_card_asks(tmp_path, tu
     np.testing.assert_array_equal(b, want)
     assert (a == 4).sum() > 10 * (want == 4).sum()  # untrimmed: the whole box
     assert models.provenance(models.find_model(trim))["branches"]["trim_to_lumen"] is True
+
+
+def test_side_pieces_that_hug_the_aorta_are_its_wall():
+    from CalciumScoringLib.segmentation.branches import wall_pieces_to_aorta
+
+    z, y, x = np.ogrid[:40, :60, :80]
+    sp = (1.0, 0.5, 0.5)  # z, y, x
+    lab = np.zeros((40, 60, 80), np.uint8)
+    lab[np.broadcast_to(((y - 30) * 0.5) ** 2 + ((x - 30) * 0.5) ** 2 <= 36, lab.shape)] = 1  # r 6 mm
+    lab[10:14, 28:32, 42:50] = 3  # plaque on the wall: 0-4 mm out
+    lab[20:22, 28:32, 42:76] = 4  # a renal artery: 17 mm out
+    lab[30:32, 9:13, 28:32] = 4  # 3-5 mm out on the other side: wall at 5 mm
+    inp = lab.copy()
+    out, moved = wall_pieces_to_aorta(lab, sp, 5.0)
+    assert out is lab and moved == 4 * 4 * 8 + 2 * 4 * 4
+    assert (lab[10:14, 28:32, 42:50] == 1).all() and (lab[30:32, 9:13, 28:32] == 1).all()
+    np.testing.assert_array_equal(lab[20:22, 28:32, 42:76], inp[20:22, 28:32, 42:76])
+    lab = inp.copy()
+    assert wall_pieces_to_aorta(lab, sp, 3.0)[1] == 0  # at 3 mm both pieces reach beyond the wall
+    lab[lab == 1] = 0
+    assert wall_pieces_to_aorta(lab, sp, 5.0)[1] == 0  # no aorta: nothing to give to
+
+
+def test_engine_gives_wall_pieces_to_the_aorta_where_the_card_asks(tmp_path, tube_ct):
+    a = sitk.GetArrayFromImage(tube_ct)
+    a[5:7, 14:16, 18:22] = 300  # a 2 mm plaque on the aorta's wall
+    ct = sitk.GetImageFromArray(a)
+    ct.CopyInformation(tube_ct)
+    branch = _voxelwise(tmp_path / "branch", 250.0, 4)
+    spec = {"model": str(branch), "band_mm": 20.0}
+    plain = _voxelwise(tmp_path / "plain", 350.0, 1, {"branches": spec})
+    wall = _voxelwise(tmp_path / "wall", 350.0, 1, {"branches": dict(spec, wall_mm=3.0)})
+    p = sitk.GetArrayFromImage(segment(ct, plain))
+    w = sitk.GetArrayFromImage(segment(ct, wall))
+    assert (p[5:7, 14:16, 18:22] == 4).all()  # the branch network calls the plaque renal
+    assert (w[5:7, 14:16, 18:22] == 1).all()  # the rule gives it to the aorta
+    assert (w[18:21, 19:21, 24:34] == 4).all()  # the real branch (10 mm long) stays
+    np.testing.assert_array_equal(w[p != 4], p[p != 4])
+    assert models.provenance(models.find_model(wall))["branches"]["wall_mm"] == 3.0
+    bad = _voxelwise(tmp_path / "bad", 350.0, 1, {"branches": dict(spec, wall_mm=-1)})
+    with pytest.raises(models.ModelError, match="wall_mm"):
+        models.read_card(bad)

@@ -301,6 +301,8 @@ def main():
     ap.add_argument("--branches", help="branch network (name or folder) to run after the "
                     "model near its aorta (segmentation/branches.py); replaces the card's own")
     ap.add_argument("--band-mm", type=float, default=35.0, help="band of --branches (mm)")
+    ap.add_argument("--wall-mm", type=float, help="with --branches: side-group pieces within "
+                    "this distance of the aorta go to it (branches.wall_pieces_to_aorta)")
     ap.add_argument("--no-branches", action="store_true", help="without the card's branch network")
     ap.add_argument("--trim-to-lumen", action="store_true", help="with --branches: cut the side "
                     "branches to the lumen the CT shows (segmentation/lumen.trim_to_lumen)")
@@ -314,6 +316,8 @@ def main():
             b = find_model(a.branches)
             post["branches"] = {"model": str(b.folder.resolve()), "band_mm": a.band_mm,
                                 "trim_to_lumen": a.trim_to_lumen}
+            if a.wall_mm:
+                post["branches"]["wall_mm"] = a.wall_mm
             a.tag = a.tag or f"{info.card['version']}+{b.name}{b.version}{'trim' * a.trim_to_lumen}"
             what = f" with branches {b.name} {b.version}"
         info = dataclasses.replace(info, card={**info.card, "postprocessing": post})

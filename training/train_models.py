@@ -327,6 +327,14 @@ def remeasure_real(name, log):
     card["metrics"].update(real_data=real, real_data_note=note,
                            real_data_measured=time.strftime("%Y-%m-%d"))
     (folder / "model.json").write_text(json.dumps(card, indent=2))
+    stage = card.get("postprocessing", {}).get("branches")
+    if stage:  # a second stage carries the numbers of the two together, as export_cascade writes
+        second_folder = folder.parent / stage["model"]
+        second = read_card(second_folder)
+        second["metrics"].update({k: card["metrics"][k] for k in
+                                  ("real_data", "real_data_note", "real_data_measured")},
+                                 measured_as=f"the second stage of {card['name']} {card['version']}")
+        (second_folder / "model.json").write_text(json.dumps(second, indent=2))
     log(f"real data of {card['name']} {card['version']} re-measured: {json.dumps(real)}")
 
 
@@ -348,7 +356,8 @@ def remeasure_phantoms(name, log):
     stage = card.get("postprocessing", {}).get("branches")
     if stage:
         second = read_card(models / stage["model"])
-        second["metrics"].update(phantoms, phantoms_measured=card["metrics"]["phantoms_measured"])
+        second["metrics"].update(phantoms, phantoms_measured=card["metrics"]["phantoms_measured"],
+                                 measured_as=f"the second stage of {card['name']} {card['version']}")
         (models / stage["model"] / "model.json").write_text(json.dumps(second, indent=2))
     log(f"phantoms of {card['name']} {card['version']} re-measured: {json.dumps(phantoms)}")
 

@@ -11,7 +11,10 @@ is connected (26-neighbourhood) to the aorta or the iliac arteries, as a branch 
 With ``"trim_to_lumen": true`` the side branches in the box are then cut to the lumen the
 CT shows at its own resolution (:func:`.lumen.trim_to_lumen`: the network's grid is
 coarser than the CT's, so a thin artery's label spills into the fat and veins beside
-it), and the pieces the cut leaves unattached are removed.
+it), and the pieces the cut leaves unattached are removed.  With ``"wall_mm": MM`` a
+side-group piece that never gets farther than ``MM`` from the aorta is given to the
+aorta (:func:`wall_pieces_to_aorta`): a branch leaves the aorta, a piece that hugs it is
+calcified aortic wall or a stent strut's blur, whose calcium belongs to the aorta's score.
 
 >>> from CalciumScoringLib.segmentation.branches import merge_branches  # doctest: +SKIP
 """
@@ -80,9 +83,55 @@ def drop_unattached(labels, side=SIDE, trunk=TRUNK):
     return labels
 
 
+def wall_pieces_to_aorta(labels, spacing, wall_mm, side=SIDE, aorta=AORTA):
+    """Give to the aorta (in place) every side-group piece lying wholly within ``wall_mm``
+    of it; returns ``labels`` and the number of voxels moved.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Label map (z, y, x), changed in place.
+    spacing : sequence of float
+        Voxel size (z, y, x) in mm.
+    wall_mm : float
+        A piece (26-connected, per group) none of whose voxels is farther than this from
+        the aorta is wall, not branch.
+    side, aorta : tuple of int, int
+        The side-group labels looked at, and the aorta's.
+
+    Examples
+    --------
+    >>> lab = np.zeros((1, 3, 12), np.uint8); lab[0, 1, :4] = 1
+    >>> lab[0, 0, 3:5] = 3; lab[0, 2, 4:12] = 4  # a 2-voxel piece on the wall, a branch
+    >>> wall_pieces_to_aorta(lab, (1.0, 1.0, 1.0), 3.0)[1]
+    2
+    """
+    is_aorta = labels == aorta
+    sides = np.isin(labels, side)
+    if not is_aorta.any() or not sides.any():
+        return labels, 0
+    pad = [int(np.ceil(wall_mm / s)) + 1 for s in spacing]
+    box = crop_box(sides, pad=0)
+    box = tuple(slice(max(b.start - q, 0), min(b.stop + q, n))
+                for b, q, n in zip(box, pad, labels.shape))
+    # exact for distances up to wall_mm: any aorta voxel that near a piece is in the box
+    far = ndimage.distance_transform_edt(~is_aorta[box], sampling=spacing) > wall_mm
+    sub, moved = labels[box], 0
+    for g in side:
+        cc, n = ndimage.label(sub == g, np.ones((3, 3, 3), bool))
+        if n:
+            leaves = np.zeros(n + 1, bool)
+            leaves[1:] = ndimage.maximum(far, cc, np.arange(1, n + 1)).astype(bool)
+            wall = (cc > 0) & ~leaves[cc]
+            sub[wall] = aorta
+            moved += int(wall.sum())
+    return labels, moved
+
+
 def segment_branches(ct, groups, spec, segment, **kwargs):
     """``groups`` (SimpleITK label map on ``ct``'s grid) with its side branches re-decided
-    by the branch network ``spec`` (``{"model": ..., "band_mm": ..., "trim_to_lumen": ...}``);
+    by the branch network ``spec`` (``{"model": ..., "band_mm": ..., "trim_to_lumen": ...,
+    "wall_mm": ...}``);
     ``segment`` is the engine's function, ``kwargs`` go to it (device, threads, cancel)."""
     band = float(spec.get("band_mm", 35.0))
     box = branch_box(groups, band)
@@ -97,6 +146,8 @@ def segment_branches(ct, groups, spec, segment, **kwargs):
         merged, _ = trim_to_lumen(merged, sitk.GetArrayViewFromImage(ct), ct.GetSpacing(), SIDE,
                                   reference=AORTA, box=box)
         drop_unattached(merged[box])
+    if spec.get("wall_mm"):
+        wall_pieces_to_aorta(merged, ct.GetSpacing()[::-1], float(spec["wall_mm"]))
     out = sitk.GetImageFromArray(merged)
     out.CopyInformation(groups)
     return out

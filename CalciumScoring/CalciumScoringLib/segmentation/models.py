@@ -125,15 +125,18 @@ def read_card(folder):
                              f"got {grow!r}; fix the card")
     branches = card.get("postprocessing", {}).get("branches")
     if branches is not None:
-        ok = (isinstance(branches, dict) and set(branches) <= {"model", "band_mm", "trim_to_lumen"}
+        ok = (isinstance(branches, dict)
+              and set(branches) <= {"model", "band_mm", "trim_to_lumen", "wall_mm"}
               and isinstance(branches.get("trim_to_lumen", False), bool)
               and isinstance(branches.get("model"), str)
-              and isinstance(branches.get("band_mm", 35.0), (int, float))
-              and branches.get("band_mm", 35.0) > 0)
+              and all(isinstance(branches.get(k, 1.0), (int, float)) and
+                      not isinstance(branches.get(k, 1.0), bool) and branches.get(k, 1.0) > 0
+                      for k in ("band_mm", "wall_mm")))
         if not ok:
             raise ModelError(f"{path}: postprocessing branches must be "
-                             '{"model": NAME, "band_mm": MM, "trim_to_lumen": BOOL} (a model '
-                             "name or folder, a positive number, optional true/false); "
+                             '{"model": NAME, "band_mm": MM, "trim_to_lumen": BOOL, "wall_mm": MM} '
+                             "(a model name or folder, positive numbers, optional true/false; "
+                             "band_mm, trim_to_lumen and wall_mm optional); "
                              f"got {branches!r}; fix the card")
     return card
 
@@ -148,6 +151,8 @@ def provenance(info):
         out["branches"] = {"model": b.name, "version": b.version, "sha256": b.card.get("sha256"),
                            "band_mm": float(spec.get("band_mm", 35.0)),
                            "trim_to_lumen": bool(spec.get("trim_to_lumen", False))}
+        if spec.get("wall_mm"):
+            out["branches"]["wall_mm"] = float(spec["wall_mm"])
     return out
 
 
