@@ -327,15 +327,23 @@ def remeasure_real(name, log):
     card["metrics"].update(real_data=real, real_data_note=note,
                            real_data_measured=time.strftime("%Y-%m-%d"))
     (folder / "model.json").write_text(json.dumps(card, indent=2))
+    to_second_stage(folder, card, ("real_data", "real_data_note", "real_data_measured"))
+    log(f"real data of {card['name']} {card['version']} re-measured: {json.dumps(real)}")
+
+
+def to_second_stage(folder, card, keys):
+    """Copy the metrics ``keys`` of the bundled ``card`` (in ``folder``) into the card of the
+    second stage it names, if any: a branch network carries the numbers of the two together,
+    as ``export_cascade`` writes them."""
+    from CalciumScoringLib.segmentation.models import read_card
+
     stage = card.get("postprocessing", {}).get("branches")
-    if stage:  # a second stage carries the numbers of the two together, as export_cascade writes
+    if stage:
         second_folder = folder.parent / stage["model"]
         second = read_card(second_folder)
-        second["metrics"].update({k: card["metrics"][k] for k in
-                                  ("real_data", "real_data_note", "real_data_measured")},
+        second["metrics"].update({k: card["metrics"][k] for k in keys},
                                  measured_as=f"the second stage of {card['name']} {card['version']}")
         (second_folder / "model.json").write_text(json.dumps(second, indent=2))
-    log(f"real data of {card['name']} {card['version']} re-measured: {json.dumps(real)}")
 
 
 def remeasure_phantoms(name, log):
@@ -353,12 +361,7 @@ def remeasure_phantoms(name, log):
                 "test_phantoms": evaluate(folder, cfg, log, TEST_SEEDS)}
     card["metrics"].update(phantoms, phantoms_measured=time.strftime("%Y-%m-%d"))
     (folder / "model.json").write_text(json.dumps(card, indent=2))
-    stage = card.get("postprocessing", {}).get("branches")
-    if stage:
-        second = read_card(models / stage["model"])
-        second["metrics"].update(phantoms, phantoms_measured=card["metrics"]["phantoms_measured"],
-                                 measured_as=f"the second stage of {card['name']} {card['version']}")
-        (models / stage["model"] / "model.json").write_text(json.dumps(second, indent=2))
+    to_second_stage(folder, card, ("held_out_phantoms", "test_phantoms", "phantoms_measured"))
     log(f"phantoms of {card['name']} {card['version']} re-measured: {json.dumps(phantoms)}")
 
 

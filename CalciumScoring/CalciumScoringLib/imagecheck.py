@@ -38,14 +38,16 @@ def as_mask(image, name="mask"):
 
 
 def crop_box(mask, pad=1):
-    """Array slices of the bounding box of ``mask`` (padded), or ``None`` when it is empty."""
+    """Array slices of the bounding box of ``mask``, padded by ``pad`` voxels (one number,
+    or one per axis) and kept inside the array; ``None`` when it is empty."""
     if not np.any(mask):
         return None
+    pads = np.broadcast_to(np.asarray(pad, int), (mask.ndim,))
     box = []
-    for ax in range(mask.ndim):
+    for ax, q in enumerate(pads):
         other = tuple(a for a in range(mask.ndim) if a != ax)
         nz = np.flatnonzero(np.any(mask, axis=other))
-        box.append(slice(max(nz[0] - pad, 0), min(nz[-1] + 1 + pad, mask.shape[ax])))
+        box.append(slice(max(nz[0] - q, 0), min(nz[-1] + 1 + q, mask.shape[ax])))
     return tuple(box)
 
 

@@ -255,12 +255,10 @@ def attach_wall_calcium(groups, calcium, max_mm=2.0):
     """
     g = sitk.GetArrayFromImage(groups)
     calc = (sitk.GetArrayViewFromImage(calcium) > 0) & (g == 0)
-    box = crop_box(calc)
+    sp = np.asarray(groups.GetSpacing(), float)[::-1]
+    box = crop_box(calc, pad=[int(np.ceil(max_mm / v)) + 1 for v in sp])
     if box is None:
         return groups, 0.0
-    sp = np.asarray(groups.GetSpacing(), float)[::-1]
-    pad = [int(np.ceil(max_mm / v)) + 1 for v in sp]
-    box = tuple(slice(max(b.start - q, 0), b.stop + q) for b, q in zip(box, pad))
     sub = g[box]
     if not sub.any():
         return groups, 0.0

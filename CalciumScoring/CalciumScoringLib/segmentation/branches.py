@@ -34,13 +34,8 @@ SIDE = (3, 4)  # mesenteric and renal: the branch network's inside its box
 def branch_box(groups, band_mm):
     """Index slices (z, y, x) of the box around the aorta of ``groups`` (SimpleITK label
     map), ``band_mm`` wider on every side; ``None`` when there is no aorta."""
-    arr = sitk.GetArrayViewFromImage(groups) == AORTA
-    box = crop_box(arr, pad=0)
-    if box is None:
-        return None
     pad = [int(np.ceil(band_mm / s)) for s in groups.GetSpacing()[::-1]]
-    return tuple(slice(max(b.start - q, 0), min(b.stop + q, n))
-                 for b, q, n in zip(box, pad, arr.shape))
+    return crop_box(sitk.GetArrayViewFromImage(groups) == AORTA, pad=pad)
 
 
 def merge_branches(groups, branches, box, side=SIDE, trunk=TRUNK):
@@ -110,10 +105,7 @@ def wall_pieces_to_aorta(labels, spacing, wall_mm, side=SIDE, aorta=AORTA):
     sides = np.isin(labels, side)
     if not is_aorta.any() or not sides.any():
         return labels, 0
-    pad = [int(np.ceil(wall_mm / s)) + 1 for s in spacing]
-    box = crop_box(sides, pad=0)
-    box = tuple(slice(max(b.start - q, 0), min(b.stop + q, n))
-                for b, q, n in zip(box, pad, labels.shape))
+    box = crop_box(sides, pad=[int(np.ceil(wall_mm / s)) + 1 for s in spacing])
     # exact for distances up to wall_mm: any aorta voxel that near a piece is in the box
     far = ndimage.distance_transform_edt(~is_aorta[box], sampling=spacing) > wall_mm
     sub, moved = labels[box], 0

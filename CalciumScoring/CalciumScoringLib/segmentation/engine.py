@@ -372,13 +372,13 @@ def _segment(ct, model, device, threads, progress, cancel, mirror, roi, roi_marg
     if roi is not None:
         r = sitk.Resample(sitk.Cast(roi > 0, sitk.sitkUInt8), work, sitk.Transform(),
                           sitk.sitkNearestNeighbor, 0)
-        rbox = crop_box(sitk.GetArrayViewFromImage(r) > 0, pad=0)
+        pad = [int(np.ceil(roi_margin_mm / s)) for s in work.GetSpacing()[::-1]]
+        rbox = crop_box(sitk.GetArrayViewFromImage(r) > 0, pad=pad)
         if rbox is None:
             report(1.0, "done")
             return None if inputs_of else _empty_labels(ct)
-        pad = [int(np.ceil(roi_margin_mm / s)) for s in work.GetSpacing()[::-1]]
         keep = np.zeros(arr.shape, bool)
-        keep[tuple(slice(max(b.start - q, 0), b.stop + q) for b, q in zip(rbox, pad))] = True
+        keep[rbox] = True
         body &= keep
     box = crop_box(body, pad=0) or tuple(slice(0, n) for n in arr.shape)
     x = normalise(arr[box], card["normalization"])

@@ -185,11 +185,10 @@ def refine_problem(labels, ct, probs, lo, label, reference):
     # the candidates' box from the raw HU: a smoothed voxel above the bar has a raw
     # neighbour above it within the kernel (< 2 mm), which the 3 mm margin covers
     raw = bright_candidates(hu[region], sub > 0, lumen[0])
-    inner = crop_box((sub == label) | (p_lab > 0.1) | raw, pad=0)
+    pad = [int(np.ceil(3.0 / v)) + 2 for v in ct.GetSpacing()[::-1]]
+    inner = crop_box((sub == label) | (p_lab > 0.1) | raw, pad=pad)
     if inner is None:
         return None
-    pad = [int(np.ceil(3.0 / v)) + 2 for v in ct.GetSpacing()[::-1]]
-    inner = tuple(slice(max(b.start - q, 0), b.stop + q) for b, q in zip(inner, pad))
     box = tuple(slice(r.start + i.start, r.start + min(i.stop, r.stop - r.start))
                 for r, i in zip(region, inner))
     return (box, np.asarray(hu[box]), np.array(sub[inner]), p_lab[inner],
