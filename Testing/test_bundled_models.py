@@ -48,6 +48,7 @@ def test_the_branch_network_is_a_second_stage_only():
     assert prov["branches"]["wall_mm"] == 5.0
     soup = info.card["training"]["soup"]  # the weights are an average of two checkpoints
     assert soup["share_routed"] == 0.75 and "0.1.11539" in soup["base"]
+    assert all(len(h) == 64 for h in soup["checkpoint_sha256"].values())  # parents' checksums
 
 
 def test_bundled_weights_stay_small():

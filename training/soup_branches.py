@@ -11,7 +11,7 @@ that 0.1.11539 finds (README, *Models*).  Both share one architecture and the ro
 started from 0.1.11539, so their weights can be averaged: ``share`` of the routed weights,
 the rest of 0.1.11539's (the networks normalise per instance: no running statistics to
 mend).  Session 20 measured the shares 0.25, 0.5 and 0.75 on the real scans and chose
-0.75 (``CHOICE`` says how); the card records both parents' checksums.
+0.75 (``CHOICE`` says how); the card records both parents and their checkpoints' sha256.
 
 The artery-groups card gets the soup as its second stage and, with ``--wall-mm``, the rule
 that gives the aorta the side-group pieces lying wholly within that distance of it
@@ -42,16 +42,19 @@ CHOICE = (
     "development data for this choice, the test phantoms were measured after it")
 
 
-def soup(base_weights, routed_checkpoint, share):
-    """State dict: ``share`` of the routed checkpoint's weights plus ``1 - share`` of the
-    base network's (a safetensors file); both must hold the same tensors."""
-    from safetensors.torch import load_file
-
-    a = load_file(str(base_weights))
-    b = torch.load(routed_checkpoint, weights_only=False)["net"]
+def soup(a, b, share):
+    """State dict ``(1 - share) * a + share * b`` of two state dicts holding the same
+    tensors (float32)."""
     if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
         raise ValueError("the two networks differ in their tensors: they cannot be averaged")
     return {k: (1.0 - share) * a[k].float() + share * b[k].float() for k in a}
+
+
+def file_sha256(path):
+    """sha256 (hex) of a file: the parents' checkpoints, named in the soup's card."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def main():
@@ -71,13 +74,7 @@ def main():
     if card["version"] != f"0.1.{it_a}":
         raise SystemExit(f"the bundled artery-branches is {card['version']}, not the base "
                          f"checkpoint's 0.1.{it_a}: the soup is made from 0.1.{it_a} only once")
-    from safetensors.torch import save_file
-
-    tmp = Path(a.export_to or bundled) / "base.safetensors"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.float().contiguous() for k, v in base_ckpt["net"].items()}, str(tmp))
-    weights = soup(tmp, a.routed, a.share)
-    tmp.unlink()
+    weights = soup(base_ckpt["net"], routed_ckpt["net"], a.share)
     routed_cfg = CONFIGS["artery-branches-routed"]
     card = {k: v for k, v in card.items() if k not in ("sha256", "weights", "metrics")}
     card["version"] = f"0.4.{it_b}"
@@ -90,7 +87,8 @@ def main():
                    + t["recipe"])
     t["iterations"] = it_b
     t["soup"] = {"share_routed": a.share, "base": f"artery-branches 0.1.{it_a}",
-                 "routed": f"artery-branches-routed {it_b}", "choice": CHOICE}
+                 "routed": f"artery-branches-routed {it_b}", "choice": CHOICE,
+                 "checkpoint_sha256": {"base": file_sha256(a.base), "routed": file_sha256(a.routed)}}
     t["real_scans_used"] = routed_cfg["real_scans_used"] + "; " + CHOICE
     card["training"] = t
     folder = Path(a.export_to) if a.export_to else bundled
