@@ -38,7 +38,7 @@ class CalciumScoringParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     arterySource: str = "segmentation"
     arteryGroups: Optional[slicer.vtkMRMLSegmentationNode]
-    calciumMethod: str = "adaptive"  # a threshold method or a calcification model's name
+    calciumMethod: str = "lumen_relative"  # a threshold method or a calcification model's name
     shortenedArteries: Optional[slicer.vtkMRMLSegmentationNode]
     calcifications: Optional[slicer.vtkMRMLSegmentationNode]
     reportTable: Optional[slicer.vtkMRMLTableNode]
@@ -63,7 +63,7 @@ class CalciumScoringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CalciumScoringLogic()
-        self.ui.calciumMethodComboBox.addItems(["adaptive", "fixed", "display_8bit", "otsu"]
+        self.ui.calciumMethodComboBox.addItems(["lumen_relative", "adaptive", "fixed", "display_8bit", "otsu"]
                                                + self.logic.modelNames("calcification"))
         self.ui.arterySourceComboBox.addItems(["segmentation"] + self.logic.modelNames("aorta"))
         self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda"])
@@ -297,7 +297,7 @@ class CalciumScoringLogic(ScriptedLoadableModuleLogic):
 
         return model_names(label)
 
-    def process(self, volumeNode, arteryGroups, calcium="adaptive", stumpLengthMm=25.0,
+    def process(self, volumeNode, arteryGroups, calcium="lumen_relative", stumpLengthMm=25.0,
                 aortaMarginMm=10.0, progress=None, cancel=None):
         """Shorten, find calcification, score.
 

@@ -157,7 +157,7 @@ def test_calcium_network_sees_real_arteries(shared_data):
     0.8's branch network labels calcified aortic wall that 0.6.7182 left outside every
     group, and the wall rule gives it to the aorta).  IRCAD's
     coverage moves with the windows, not the groups: 0.755, 0.693, 0.753 with the region's
-    margin at 8, 10, 12 mm (session 20), hence the 0.6 bound.  On the stent-graft CTA it
+    margin at 8, 10, 12 mm (2026-12-03), hence the 0.6 bound.  On the stent-graft CTA it
     covers 28 % (flagged; 28-58 % with those margins) and nothing it keeps reaches 1,500 HU
     (the metal rule)."""
     import sys

@@ -87,7 +87,7 @@ def test_whole_run_killed_then_restarted(cohort, tmp_path):
     cmd = CLI + [str(d / "cases.csv"), str(out), "--scheduler", "local:2", "--no-scene",
                  "--groups-model", "none"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         start_new_session=True)
+                         preexec_fn=os.setsid)  # its own process group
     deadline = time.time() + 180
     while time.time() < deadline and not any((out / c.case_id / "scores.json").exists()
                                              for c in cases):

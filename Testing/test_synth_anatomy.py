@@ -222,7 +222,7 @@ def test_a_chest_continues_the_aorta_over_the_heart_and_between_the_lungs(shared
 
 def test_renal_arteries_run_in_front_of_the_spine(variants):
     """A renal artery never crosses a vertebra: under 3 % of the drawn renal voxels lie
-    within 1.5 mm of bone, marrow or the cord (unrouted, as before session 16: 13-21 % on
+    within 1.5 mm of bone, marrow or the cord (unrouted, as before 2026-12-02: 13-21 % on
     two of the three maps, a bright tube inside a vertebral body)."""
     from scipy import ndimage
     from synth_geometry import BONE, CORD, MARROW, SPACING

@@ -17,7 +17,7 @@ aorta (the SMA is the one 12-19 mm in front, 4-5 mm wide, at 170-190 HU, followe
 its origin at slice 88 to slice 44; the celiac trunk leaves the aorta at slice 92 and
 turns up and to the left to slice 100), checked on sagittal maximum projections.
 
-The renal arteries (session 11; session 9 had left them out: in this late phase the renal
+The renal arteries (2026-12-01; 2026-11-24 had left them out: in this late phase the renal
 veins are as bright and as near) were told from the veins on coronal slab projections
 that follow the aorta (slabs 5-10 mm thick at set depths behind and in front of its
 centre) and on axial slices, by where each vessel ends and by its HU:
@@ -56,7 +56,7 @@ WAYPOINTS = {  # group: [(x, y, z) voxel indices], from the aorta outwards
         # the celiac trunk, origin to slice 100
         [(293, 246, 92), (294, 240, 94), (300, 234, 96), (309, 227, 98), (306, 223, 100)],
     ],
-    "renal": [  # session 11, see the docstring
+    "renal": [  # 2026-12-01, see the docstring
         # left: from the left posterolateral wall at slice 75, posterior to the left renal
         # vein, towards the hilum (31 mm)
         [(296, 260, 75), (304, 261, 75), (310, 263, 74), (316, 268, 73), (330, 286, 73),

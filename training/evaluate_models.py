@@ -236,7 +236,7 @@ def synthetic_recall(model, n=30, seed=11, group=4, anatomy_seed=4242):
     patches of the real-anatomy synthesis centred on that group (``synth_paint``: the
     training distribution itself, anatomy variants of ``anatomy_seed``, not the training
     ones): ``{phase: {"voxels", "recall", "as_background"}}``.  A network that misses a
-    group here has not learned it at all (session 13: renal recall 0.24 in the
+    group here has not learned it at all (2026-12-02: renal recall 0.24 in the
     portal-venous phase, 0.50 in the arterial one), whatever it does on real CT."""
     import torch
     from CalciumScoringLib.segmentation.engine import load_network, normalise, sliding_window

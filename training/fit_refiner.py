@@ -48,7 +48,7 @@ VERSION_PREFIX = {"arteries-calcium": "0.4", "arteries-calcium-anatomy": "0.5",
                   "arteries-calcium-mixed": "0.6"}
 #: perceptrons in the ensemble: one fit's pooled held-out volume errors moved by 10-25 %
 #: between refits (0.3 features: validation calcification Dice 0.844 and 0.850, five
-#: averaged 0.861; 0.4 features: one 0.839, five 0.865).  0.6.13366 (session 18): 30
+#: averaged 0.861; 0.4 features: one 0.839, five 0.865).  0.6.13366 (2026-12-02): 30
 #: phantoms and five perceptrons moved the test phantoms' pooled renal volume from +10.3 %
 #: to +12.5 % between two identical runs; 60 phantoms and ten were bundled (chosen on the
 #: validation phantoms)

@@ -75,8 +75,8 @@ CONFIGS["artery-groups-anatomy"] = dict(
             "(65 %) or a phantom (35 %): lr 1e-3 * (1 - it / 7590) until 3990, then 5e-4 "
             "decaying linearly from 3990 to the 5 % floor at 5100; stent-graft struts in 10 % "
             "of the synthetic patches from 3990")
-# The same network trained on with veins and a chest in the synthesis (issue #19, session
-# 10): on ircad01_abdomen 0.3.5130 labelled the splenic-portal confluence and the
+# The same network trained on with veins and a chest in the synthesis (issue #19,
+# 2026-12-01): on ircad01_abdomen 0.3.5130 labelled the splenic-portal confluence and the
 # oesophagus as mesenteric and found no renal artery; the synthesis had no renal, superior
 # mesenteric or splenic veins, so a bright tube in front of the aorta was always an artery;
 # and no label map reaches above the diaphragm, while the team measures a thoracic CTA.
@@ -108,7 +108,7 @@ CONFIGS["artery-groups-veins"] = dict(
                     "checkpoints; grow_by_hu as in 0.3 (added after ts_dicom_series was measured); "
                     "its need_lumen rule was added after ircad01_abdomen was measured on "
                     "checkpoint 6120 (mesenteric 0.347; 0.465 with the rule)")
-# The side branches (issue #19, session 12): 0.4.7182 finds no renal artery of
+# The side branches (issue #19): 0.4.7182 finds no renal artery of
 # ircad01_abdomen (mean renal probability 0.02 inside the drawn reference) and, on
 # renal-centred patches of the synthesis itself, renal Dice 0.38: with the group of a patch
 # drawn uniformly it has seen too few side branches among aorta-filled patches.  Trained on
@@ -127,8 +127,8 @@ CONFIGS["artery-groups-renal"] = dict(
             "linearly from 7182 to the 5 % floor at 9400",
     real_scans_used=CONFIGS["artery-groups-veins"]["real_scans_used"] + "; this run was "
                     "started after 0.4.7182 was seen to miss ircad01_abdomen's renal arteries "
-                    "(reference drawn in session 11)")
-# Thinner renal arteries (issue #19, session 13): artery-groups-renal 0.5.9329 still labels
+                    "(reference drawn on 2026-12-01)")
+# Thinner renal arteries (issue #19): artery-groups-renal 0.5.9329 still labels
 # 14 mm3 of ircad01_abdomen as renal (Dice 0.02) at its 2 mm grid, but run on a 1.6 or
 # 1.8 mm grid (IRCAD's 3-5 mm renal arteries then look 11-25 % wider) its renal Dice is
 # 0.29 / 0.23: it detects renal arteries of the synthesis's width (3.6-6.8 mm) and misses
@@ -141,7 +141,7 @@ CONFIGS["artery-groups-thin"] = dict(
             "1.3-3.0 mm: lr 2e-4 decaying linearly from 9329 to the 5 % floor at 10600",
     real_scans_used=CONFIGS["artery-groups-renal"]["real_scans_used"] + "; the thinner renal "
                     "radius was chosen after 0.5.9329 was run on ircad01_abdomen at 1.4-2.0 mm grids")
-# The side branches at a finer grid (issue #19, session 14): localise, then delineate.
+# The side branches at a finer grid (issue #19): localise, then delineate.
 # 0.5.9329 run on a 1.6 mm grid found IRCAD's renal arteries (Dice 0.29) that it misses at
 # its own 2 mm, and a 1 mm artery network (arteries-calcium-anatomy) finds 83 % of the
 # SMA but only 24 % of the renal arteries there.  This network works at 1.25 mm inside
@@ -181,19 +181,19 @@ def _trained_on(base, start, end, what, why, **changes):
                 **changes)
 
 
-# Renal arteries beyond their first 10 mm (issue #19, session 15): with artery-branches
+# Renal arteries beyond their first 10 mm (issue #19): with artery-branches
 # 0.1.11539 as the second stage, IRCAD's renal arteries are found 0-10 mm from the aorta
 # (199 of 742 reference voxels) and hardly beyond (26 of 559 at 10-20 mm, none further).
 # The same second stage on a 1 mm grid, the patches centred on renal arteries more often
-# and the synthetic renal arteries thinner (2.6-5.6 mm), from 11539.  Started in session
-# 15; measured in session 16 (12157 -> 14015): not bundled.
+# and the synthetic renal arteries thinner (2.6-5.6 mm), from 11539.  Started on
+# 2026-12-02; measured on 2026-12-02 (12157 -> 14015): not bundled.
 CONFIGS["artery-branches-fine"] = _trained_on(
     "artery-branches", 11539, 14000, "on a 1 mm grid from 11539 with the artery centre drawn "
     "with weights 0.05/0.05/0.3/0.6, renal radius 1.3-2.8 mm", "after artery-branches "
     "0.1.11539 was seen to follow ircad01_abdomen's renal arteries for only 10 mm",
     spacing_mm=[1.0, 1.0, 1.0], version_prefix="0.2", cascade_version_prefix="0.7",
     group_weights=[0.05, 0.05, 0.3, 0.6], renal_radius_mm=(1.3, 2.8))
-# Renal arteries drawn where they run (issue #19, session 16): artery-branches-fine
+# Renal arteries drawn where they run (issue #19): artery-branches-fine
 # (12157 -> 14015) ended worse than 0.1.11539 on IRCAD (renal 0.115), ts_dicom_series and
 # the phantoms, and both find only 21-38 % of the renal arteries of the synthesis itself
 # (synthetic_recall).  Looking at those patches: 12 % of the drawn renal-artery voxels lay in
@@ -206,7 +206,7 @@ CONFIGS["artery-branches-routed"] = _trained_on(
     "the spine and psoas (synth_anatomy._routed)", "after the synthesis' renal arteries were "
     "seen to cross vertebrae, not after a real-scan measurement", version_prefix="0.3",
     cascade_version_prefix="0.8")
-# The calcium network on the real-anatomy synthesis (issue #19, session 11): 0.4.6874,
+# The calcium network on the real-anatomy synthesis (issue #19): 0.4.6874,
 # trained on phantoms alone, labels 163 of ircad01_abdomen's 52,348 mm3 of artery groups as
 # artery and none of its 191 mm3 >= 400 HU as calcium; it has not seen a real abdomen.
 # Trained on from the committed checkpoint (9236) with the synthesis's painted patches
@@ -230,14 +230,14 @@ CONFIGS["arteries-calcium-anatomy"] = dict(
                     "artery coverage of the artery groups and its calcium against the "
                     "adaptive threshold and the >= 1,500 HU part); the bundled checkpoint is "
                     "the last one, no choice among checkpoints")
-# The real-anatomy calcium network with fewer synthesis patches (issue #19, session 17):
+# The real-anatomy calcium network with fewer synthesis patches (issue #19):
 # 0.5.11758 sees real arteries (coverage 95 % / 81 % on ts_dicom_series / IRCAD against
 # 9.8 % / 0.3 %) but its artery label falls on the phantoms, even measured as the CT shows
 # the arteries (Phantom.groups_as_shown): validation 0.869 against the bundled 0.903, the loss
 # in the iliacs (0.865 against 0.950), whose phantom wall the synthesis never shows.  From
-# 11758 with 35 % synthesis patches instead of 60 %.  Trained to 13366 in session 17;
-# bundled in session 18 as arteries-calcium 0.6.13366 (refiner: fit_refiner.py, 60 phantoms,
-# ten perceptrons); its refiner's threshold calibrated to 0.4 in session 19 (0.7.13366,
+# 11758 with 35 % synthesis patches instead of 60 %.  Trained to 13366 on 2026-12-02;
+# bundled on 2026-12-02 as arteries-calcium 0.6.13366 (refiner: fit_refiner.py, 60 phantoms,
+# ten perceptrons); its refiner's threshold calibrated to 0.4 on 2026-12-03 (0.7.13366,
 # calibrate_refiner.py).
 CONFIGS["arteries-calcium-mixed"] = _trained_on(
     "arteries-calcium-anatomy", 11758, 13300, "from 11758 with 35 % of the patches from the "
@@ -246,10 +246,10 @@ CONFIGS["arteries-calcium-mixed"] = _trained_on(
 NORM = {"type": "ct", "clip": [-1024.0, 2000.0], "mean": 100.0, "std": 300.0}
 VALIDATION_SEEDS = list(range(100000, 100006))  # held out; they chose the checkpoint to bundle
 TEST_SEEDS = list(range(100006, 100012))  # held out and never used for any choice
-#: development phantoms of the held-out distribution (session 19): they calibrate the
+#: development phantoms of the held-out distribution (2026-12-03): they calibrate the
 #: refine_by_hu threshold (training/calibrate_refiner.py); never used for training or test
 DEVELOPMENT_SEEDS = list(range(300000, 300030))
-#: a wider test set, fixed in session 19 before any model was measured on it: six test
+#: a wider test set, fixed on 2026-12-03 before any model was measured on it: six test
 #: phantoms hold too little calcium per side group for a pooled volume bar (three of them
 #: hold renal calcium); held out and never used for any choice, measured once per bundled
 #: calcium model beside TEST_SEEDS

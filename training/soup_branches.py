@@ -10,7 +10,7 @@ the synthesis' renal arteries, but on the real stent-graft CTA it lost a renal a
 that 0.1.11539 finds (README, *Models*).  Both share one architecture and the routed run
 started from 0.1.11539, so their weights can be averaged: ``share`` of the routed weights,
 the rest of 0.1.11539's (the networks normalise per instance: no running statistics to
-mend).  Session 20 measured the shares 0.25, 0.5 and 0.75 on the real scans and chose
+mend).  2026-12-03 measured the shares 0.25, 0.5 and 0.75 on the real scans and chose
 0.75 (``CHOICE`` says how); the card records both parents and their checkpoints' sha256.
 
 The artery-groups card gets the soup as its second stage and, with ``--wall-mm``, the rule
@@ -31,7 +31,7 @@ from recipes import CONFIGS, ROOT
 
 MODELS = ROOT / "CalciumScoring" / "Resources" / "Models"
 CHOICE = (
-    "session 20: the shares 0.25, 0.5 and 0.75 were run on the real scans as the second stage "
+    "2026-12-03: the shares 0.25, 0.5 and 0.75 were run on the real scans as the second stage "
     "of artery-groups (ircad01_abdomen renal / branches pooled within 30 mm: 0.198 / 0.586, "
     "0.207 / 0.589, 0.276 / 0.604; 0.1.11539 alone 0.190 / 0.586, the routed 13852 alone "
     "0.295 / 0.608; stent_cta renal 262, 269, 264 mm3, 0.1.11539 255, the routed 14); 0.75 "
@@ -112,7 +112,7 @@ def main():
             f"; side-group pieces lying wholly within {a.wall_mm:g} mm of the aorta are given "
             "to it (branches.wall_pieces_to_aorta: calcified aortic wall that the branch "
             "network called mesenteric on ts_dicom_series, stent struts called renal on "
-            "stent_cta; rule added in session 20 after seeing them there)" if a.wall_mm else "")
+            "stent_cta; rule added on 2026-12-03 after seeing them there)" if a.wall_mm else "")
         + "; its recipe, and what the real scans were used for, are in its own card")
     (gfolder / "model.json").write_text(json.dumps(g, indent=2))
     print(f"artery-branches {card['version']} bundled; artery-groups {g['version']} serves it")

@@ -132,7 +132,7 @@ def _routed(ends, mid, radius, room, rng, wiggle=0.0, tries=8):
     (4 mm a try) until the tube keeps clear of the spine and muscle: ``room`` is the distance
     (mm) from them; points within 10 mm of either end are not checked (the aorta lies on the
     spine, the hilum beside the psoas).  The clearest try when none is clear.
-    (Session 16: unrouted, 12 % of the drawn renal voxels lay in vertebral marrow and 9 % in
+    (2026-12-02: unrouted, 12 % of the drawn renal voxels lay in vertebral marrow and 9 % in
     muscle.)"""
     start, end = ends
     best = None

@@ -151,7 +151,7 @@ REAL_NOTE = (
     "stent_cta were looked at during training; grow_by_hu was added after ts_dicom_series was "
     "measured (see training.real_scans_used). References: ts_dicom_series corrected aorta, "
     "ircad01_abdomen team-drawn aorta, SMA, celiac trunk and renal arteries (docs/references; "
-    "the renal ones drawn in session 11), ts_abdomen_ct aorta and iliacs; far_5mm = share of "
+    "the renal ones drawn on 2026-12-01), ts_abdomen_ct aorta and iliacs; far_5mm = share of "
     "predicted artery voxels more than 5 mm from a labelled artery (an upper bound where not every artery is labelled)")
 
 

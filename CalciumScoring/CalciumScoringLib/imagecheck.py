@@ -67,3 +67,22 @@ def on_grid(img, reference):
             (sitk.Image.GetDirection, 1e-4)))
     return img if same else sitk.Resample(img, reference, sitk.Transform(),
                                           sitk.sitkNearestNeighbor, 0)
+
+
+def to_lps(img):
+    """``img`` in LPS voxel order (array x to the patient's left, y to the back, z to the
+    head): the canonical orientation every step of the pipeline works in.  Axes are only
+    permuted and flipped (no interpolation), so the voxels are the same; an oblique image
+    gets the order closest to LPS and keeps its obliquity.  ``img`` itself when it is
+    already in that order."""
+    D = np.array(img.GetDirection(), float).reshape(3, 3)
+    if np.all(np.diag(D) > 0) and np.allclose(np.abs(D), np.eye(3), atol=1e-6):
+        return img
+    return sitk.DICOMOrient(img, "LPS")
+
+
+def onto(img, reference):
+    """``img`` (labels) carried onto ``reference``'s grid by nearest neighbour: exact, voxel
+    for voxel, when the two grids hold the same voxel centres in another order (as
+    :func:`to_lps` makes them); ``img`` itself when the grids are the same."""
+    return on_grid(img, reference)

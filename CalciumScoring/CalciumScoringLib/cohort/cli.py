@@ -122,15 +122,14 @@ def cmd_run(args):
         except (ValueError, AssertionError):
             raise SystemExit("error: --shard takes i/N with 0 <= i < N, e.g. --shard 0/4")
         shard = (i, n)
+    _check_writable(args.output)
     print(f"{len(cases)} case(s) found in {args.input}" +
           (f"; shard {shard[0]}/{shard[1]}" if shard else ""), flush=True)
     try:
         summaries = run_cohort(cases, args.output, _options(args), workers=args.workers,
                                shard=shard, log=lambda m: print(m, flush=True),
                                scheduler=args.scheduler)
-    except (RuntimeError, ValueError, OSError) as exc:  # no dask, a wrong or dead scheduler
-        if not args.scheduler:
-            raise
+    except (RuntimeError, ValueError, OSError) as exc:  # no dask, a dead scheduler, ids
         raise SystemExit(f"error: {exc}")
     failed = [s for s in summaries if s["status"] == "failed"]
     ok = [s for s in summaries if s["status"] != "failed"]
@@ -142,6 +141,20 @@ def cmd_run(args):
                                 log=lambda m: print(m, flush=True)):
             print(f"nnU-Net dataset: {ds}")
     return 1 if failed else 0
+
+
+def _check_writable(folder):
+    """A one-line error (SystemExit) when ``folder`` cannot be created or written to."""
+    import tempfile
+
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise SystemExit(f"error: cannot write to the output folder {out} ({exc.strerror or exc}): "
+                         "choose a folder you can write to, or fix its permissions")
 
 
 def cmd_validate(args):
@@ -229,9 +242,11 @@ def build_parser():
                            "(default: --calcium-method)")
         p.add_argument("--stump-length", type=float, default=25.0, help="mm (default 25)")
         p.add_argument("--aorta-margin", type=float, default=10.0, help="mm (default 10)")
-        p.add_argument("--calcium-method", default="adaptive",
-                       help="threshold method when no calcification mask/network: adaptive "
-                            "(default), fixed (470 HU), display_8bit, otsu")
+        p.add_argument("--calcium-method", default="lumen_relative",
+                       help="threshold method when no calcification mask/network: "
+                            "lumen_relative (default: 130 HU above the lumen's median, pieces "
+                            ">= 2 mm3), adaptive (lumen median + 4 robust SD), fixed (470 HU), "
+                            "display_8bit, otsu")
         p.add_argument("--no-scene", action="store_true",
                        help="skip the .seg.nrrd and .mrb files (they need slicer-core)")
         p.set_defaults(func=fn)
@@ -253,8 +268,21 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run the command line; an input or environment error ends with one line saying what
+    to do (set VASCULAR_CALCIUM_DEBUG=1 for the traceback)."""
+    import os
+
+    from ..qc.checks import InputError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (InputError, OSError, ValueError) as exc:
+        if os.environ.get("VASCULAR_CALCIUM_DEBUG"):
+            raise
+        what = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        raise SystemExit(f"error: {what}{where}")
 
 
 if __name__ == "__main__":

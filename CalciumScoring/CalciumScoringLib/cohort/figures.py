@@ -74,10 +74,11 @@ def case_figure(path, ct, groups_full, groups_short=None, calcium=None, title=""
     if ca is not None:
         ax[1].imshow(_rgba((ca > 0).any(axis=1)[::-1], {True: CALCIUM_COLOUR}), aspect=aspect)
     k = int(np.argmax((gf == 4).sum((1, 2)))) if (gf == 4).any() else ctA.shape[0] // 2
-    ax[2].imshow(ctA[k], cmap="gray", vmin=-200, vmax=700)
-    ax[2].imshow(_rgba(gf[k], GROUP_COLOURS), alpha=0.35)
+    axial = sp[1] / sp[0]  # every panel at physical aspect (a pixel's height / width)
+    ax[2].imshow(ctA[k], cmap="gray", vmin=-200, vmax=700, aspect=axial)
+    ax[2].imshow(_rgba(gf[k], GROUP_COLOURS), alpha=0.35, aspect=axial)
     if ca is not None:
-        ax[2].imshow(_rgba(ca[k] > 0, {True: (1.0, 0.55, 0.0)}))
+        ax[2].imshow(_rgba(ca[k] > 0, {True: (1.0, 0.55, 0.0)}), aspect=axial)
     ax[2].set_title(f"axial slice {k} (renal level)")
     j = int(np.median(np.nonzero(gf == 1)[1])) if (gf == 1).any() else ctA.shape[1] // 2
     ax[3].imshow(ctA[:, j, :][::-1], cmap="gray", vmin=-200, vmax=700, aspect=aspect)

@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from .. import __version__
 from ..imagecheck import on_grid
 from ..qc import checks as qc
+from ..scoring.thresholds import threshold_record
 from .claims import claim, sweep, tmp_folder, write_atomic
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -50,7 +51,7 @@ class Options:
     # must be given per case)
     groups_model: str = "auto"
     calcium_model: str = None
-    calcium_method: str = "adaptive"
+    calcium_method: str = "lumen_relative"
     stump_length_mm: float = 25.0
     aorta_margin_mm: float = 10.0
     device: str = "cpu"
@@ -223,114 +224,209 @@ def _found_calcium(ct, groups, o):
     if fn is None or o.calcium_method == "idealised":
         raise ValueError(f"unknown calcification method {o.calcium_method!r}")
     img = fn(ct, groups > 0)
-    return img, {"method": o.calcium_method, "threshold_hu": float(img.GetMetaData("threshold_hu"))}
+    return img, dict({"method": o.calcium_method}, **threshold_record(img))
+
+
+#: options that do not change a case's result (a rerun with other values reuses it)
+NEUTRAL_OPTIONS = ("threads",)
+
+
+def _hash_path(h, path):
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+
+
+def fingerprint(case, options):
+    """What a case's result depends on, as a dict: the sha256 of its input files' content
+    (CT, and the groups and calcium files when given), every option that changes the
+    result, the tool's version and the bundled models' checksums.  A finished case is
+    reused only when its recorded fingerprint is this one."""
+    import hashlib
+
+    from ..segmentation.models import bundled_model, find_model
+
+    o = asdict(options) if not isinstance(options, dict) else dict(options)
+    inputs = {}
+    for key in ("ct", "groups", "calcium"):
+        path = getattr(case, key)
+        if path:
+            h = hashlib.sha256()
+            try:
+                _hash_path(h, path)
+            except OSError:
+                h.update(b"unreadable")
+            inputs[key] = h.hexdigest()
+    models = {}
+    for name in (o.get("groups_model"), o.get("calcium_model")):
+        info = (bundled_model("artery-groups") if name == "auto" else find_model(name)) \
+            if name else None
+        while info is not None:  # the model and the branch network its card names
+            models[info.name] = f"{info.version} {info.card.get('sha256')}"
+            branch = info.card.get("postprocessing", {}).get("branches") if info.card else None
+            info = find_model(branch["model"]) if branch else None
+    return {"inputs": inputs, "version": __version__, "models": models,
+            "options": {k: v for k, v in sorted(o.items()) if k not in NEUTRAL_OPTIONS}}
+
+
+def _finished(final, expected):
+    """The finished record of ``final`` when its fingerprint is ``expected``, else None."""
+    try:
+        record = json.loads((final / "scores.json").read_text())
+    except (OSError, ValueError):
+        return None
+    got = record.get("provenance", {}).get("fingerprint")
+    return record if got == json.loads(json.dumps(expected, default=str)) else None
 
 
 def process_case(case, out_root, options):
     """Process one case into ``out_root/<case_id>/``; returns a summary dict (never raises).
 
     The case is claimed first (:mod:`.claims`): a case another live process is working on
-    is left to it ("skipped (running elsewhere)"), a finished one is skipped.
+    is left to it ("skipped (running elsewhere)").  A finished case is reused ("skipped
+    (done)") only when its input files' content and every option that changes the result
+    are those it was computed with (:func:`fingerprint`); otherwise it is computed again
+    and replaces the old one.
     """
     case, o = Case(**case) if isinstance(case, dict) else case, \
         Options(**options) if isinstance(options, dict) else options
     out_root = Path(out_root)
     final = out_root / case.case_id
-    if not (final / "scores.json").exists():
+    try:
+        expected = fingerprint(case, o)
+    except Exception as exc:  # e.g. a model folder that cannot be read
+        return {"case_id": case.case_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    done = _finished(final, expected)
+    if done is None:
         with claim(out_root, case.case_id) as mine:
             if not mine:
                 return {"case_id": case.case_id, "status": "skipped (running elsewhere)"}
-            if not (final / "scores.json").exists():  # not finished meanwhile by another run
-                return _process(case, o, out_root, final)
-    done = json.loads((final / "scores.json").read_text())  # its verdict repeated, not redone
+            done = _finished(final, expected)  # finished meanwhile by another run?
+            if done is None:
+                return _process(case, o, out_root, final, expected)
     return {"case_id": case.case_id, "status": "skipped (done)",
-            "scores_valid": done.get("scores_valid")}
+            "scores_valid": done.get("scores_valid"), "states": done.get("states"),
+            "qc": ";".join(f["code"] for f in done.get("qc", []))}
 
 
-def _process(case, o, out_root, final):
-    """The work of :func:`process_case`, holding the claim on the case."""
-    from ArteryShorteningLib import shorten_arteries
+def _process(case, o, out_root, final, expected=None):
+    """The work of :func:`process_case`, holding the claim on the case.
 
-    from ..qc.plausibility import check_arteries, review_line
-    from ..scoring.scores import attach_to_shortened, mark_missing, score
-    from .figures import case_figure
-
+    Every step works on the CT in LPS voxel order (:func:`..imagecheck.to_lps`: axes
+    permuted and flipped, no interpolation); the masks written are carried back onto the
+    input's own grid, voxel for voxel, so the answer does not depend on the order the file
+    stores its voxels in."""
     tmp = tmp_folder(out_root, case.case_id)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     t0 = time.perf_counter()
     try:
-        ct = read_ct(case.ct)
-        flags = qc.check_ct(ct)
-        ct = qc.clean_ct(ct)
-        groups, groups_src = _artery_groups(case, ct, o)
-        calcium, calcium_src = _calcium(case, ct, groups, o)
-        flags += qc.calcium_network_flags(calcium_src) + qc.metal_flags(calcium_src)
-        missing = groups_src.get("missing_groups", [])
-        short = shorten_arteries(groups, stump_length_mm=o.stump_length_mm,
-                                 aorta_margin_mm=o.aorta_margin_mm,
-                                 cut_aorta=qc.aorta_cut_defined(missing))
-        if "model" in groups_src and "model" in calcium_src:  # 2 mm group edge cuts the wall
-            short.labelmap, groups, calcium_src["wall_calcium_attached_mm3"] = \
-                attach_to_shortened(short.labelmap, groups, calcium)
-        result = score(ct, short.labelmap, calcium, groups_full=groups)
-        if missing:
-            mark_missing(result.table, missing)
-            flags.append(qc.groups_missing_flag(missing, groups_src.get("source")))
-        flags += qc.check_result(ct, groups, calcium)
-        flags += [f for f in [qc.short_arteries_flag(short.branches, o.stump_length_mm)] if f]
-        plausible = check_arteries(ct, groups, missing)
-        if plausible.flag:
-            flags.append(plausible.flag)
-        if any(f["code"] == "thick_slices" for f in flags):
-            result.warnings.append("scores flagged: slices thicker than 5 mm")
-        prov = {"tool": "vascular-calcium", "version": __version__, "case_id": case.case_id,
-                "input": case.ct, "arteries": groups_src, "calcification": calcium_src,
-                "shortening": short.parameters, "scoring": result.parameters,
-                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        sitk.WriteImage(groups, str(tmp / "arteries_full.nii.gz"))
-        sitk.WriteImage(short.labelmap, str(tmp / "arteries.nii.gz"))
-        sitk.WriteImage(calcium, str(tmp / "calcifications.nii.gz"))
-        short.branches.to_csv(tmp / "shortening_report.csv", index=False)
-        table = result.table.copy()
-        table.insert(0, "case_id", case.case_id)
-        table.insert(1, "scores_valid", plausible.ok)
-        table.insert(2, "qc_flags", ";".join(f["code"] for f in flags))
-        table.to_csv(tmp / "scores.csv", index=False)
-        if o.scene:
-            try:
-                from .export_scene import write_case_scene
-
-                write_case_scene(tmp, case.case_id, ct, groups, short.labelmap, calcium,
-                                 result.table, prov)
-            except ImportError:
-                flags.append(qc.flag("no_scene", "slicer-core is not installed: no .seg.nrrd/.mrb "
-                                     "written (pip install slicer-core)"))
-        shown = result.table[result.table.region.isin(["aorta", "iliac", "mesenteric", "renal",
-                                                       "combined"])]
-        pic = shown[["region", "burden", "calcium_volume_mm3", "cluster_count", "agatston"]].round(4)
-        pic.columns = ["region", "burden", "calcium mm³", "clusters", "Agatston"]
-        title = case.case_id + ("  QC: " + ", ".join(f["code"] for f in flags) if flags else "")
-        case_figure(tmp / "report.png", ct, groups, short.labelmap, calcium, title=title, table=pic,
-                    alert=None if plausible.ok else review_line(plausible))
-        record = dict(result.to_dict(), provenance=prov, qc=flags, scores_valid=plausible.ok,
-                      plausibility=plausible.as_dict(),
-                      warnings=short.warnings + result.warnings,
-                      seconds=round(time.perf_counter() - t0, 2))
-        (tmp / "scores.json").write_text(json.dumps(record, indent=2, default=float))
+        record, flags = _analyse(case, o, tmp, t0)
+        record["provenance"]["fingerprint"] = json.loads(json.dumps(expected, default=str))
+        (tmp / "scores.json").write_text(json.dumps(record, indent=2, default=_json_value))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)  # atomic: the case appears complete or not at all
         err = out_root / f"{case.case_id}.error.json"
         if err.exists():
             err.unlink()
         return {"case_id": case.case_id, "status": "ok", "qc": ";".join(f["code"] for f in flags),
-                "scores_valid": plausible.ok, "seconds": record["seconds"]}
+                "scores_valid": record["scores_valid"], "states": record["states"],
+                "seconds": record["seconds"]}
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        (out_root / f"{case.case_id}.error.json").write_text(json.dumps(
-            {"case_id": case.case_id, "input": case.ct, "error": f"{type(exc).__name__}: {exc}",
-             "traceback": traceback.format_exc()}, indent=2))
+        try:
+            (out_root / f"{case.case_id}.error.json").write_text(json.dumps(
+                {"case_id": case.case_id, "input": case.ct, "error": f"{type(exc).__name__}: {exc}",
+                 "traceback": traceback.format_exc()}, indent=2))
+        except OSError:
+            pass
         return {"case_id": case.case_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _json_value(v):
+    if isinstance(v, np.bool_):
+        return bool(v)
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def _analyse(case, o, tmp, t0):
+    """Compute one case into ``tmp``; returns (record, flags)."""
+    from ArteryShorteningLib import shorten_arteries
+
+    from ..imagecheck import onto, to_lps
+    from ..qc import states as gs
+    from ..qc.plausibility import review_line
+    from ..scoring.scores import attach_to_shortened, score
+    from .figures import case_figure
+
+    ct_in = read_ct(case.ct)
+    flags = qc.check_ct(ct_in)
+    ct_in = qc.clean_ct(ct_in)
+    ct = to_lps(ct_in)
+    groups, groups_src = _artery_groups(case, ct, o)
+    calcium, calcium_src = _calcium(case, ct, groups, o)
+    missing = groups_src.get("missing_groups", [])
+    short = shorten_arteries(groups, stump_length_mm=o.stump_length_mm,
+                             aorta_margin_mm=o.aorta_margin_mm,
+                             cut_aorta=qc.aorta_cut_defined(missing))
+    if "model" in groups_src and "model" in calcium_src:  # 2 mm group edge cuts the wall
+        short.labelmap, groups, calcium_src["wall_calcium_attached_mm3"] = \
+            attach_to_shortened(short.labelmap, groups, calcium)
+    result = score(ct, short.labelmap, calcium, groups_full=groups)
+    flags, states, reasons, table, plausible = gs.assess(
+        ct, groups, calcium, calcium_src, result.table, short.branches, o.stump_length_mm,
+        missing, groups_src.get("source"), flags, user_masks=bool(case.groups and case.calcium))
+    if any(f["code"] == "thick_slices" for f in flags):
+        result.warnings.append("scores flagged: slices thicker than 5 mm")
+    prov = {"tool": "vascular-calcium", "version": __version__, "case_id": case.case_id,
+            "input": case.ct, "arteries": groups_src, "calcification": calcium_src,
+            "shortening": short.parameters, "scoring": result.parameters,
+            "orientation": {"input_direction": [round(v, 6) for v in ct_in.GetDirection()],
+                            "processed_in": "LPS voxel order; masks written on the input grid"},
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    out_groups, out_short, out_calcium = (onto(img, ct_in) for img in
+                                          (groups, short.labelmap, calcium))
+    sitk.WriteImage(out_groups, str(tmp / "arteries_full.nii.gz"))
+    sitk.WriteImage(out_short, str(tmp / "arteries.nii.gz"))
+    sitk.WriteImage(out_calcium, str(tmp / "calcifications.nii.gz"))
+    short.branches.to_csv(tmp / "shortening_report.csv", index=False)
+    valid = bool(table[table.state == gs.MEASURED].scores_valid.all()
+                 and (table.state == gs.MEASURED).any())
+    csv = table.copy()
+    csv.insert(0, "case_id", case.case_id)
+    csv.insert(1, "qc_flags", ";".join(f["code"] for f in flags))
+    csv.to_csv(tmp / "scores.csv", index=False)
+    if o.scene:
+        try:
+            from .export_scene import write_case_scene
+
+            write_case_scene(tmp, case.case_id, ct_in, out_groups, out_short, out_calcium,
+                             table, prov)
+        except ImportError:
+            flags.append(qc.flag("no_scene", "slicer-core is not installed: no .seg.nrrd/.mrb "
+                                 "written (pip install slicer-core)"))
+    shown = table[table.region.isin(["aorta", "iliac", "mesenteric", "renal", "combined"])]
+    pic = shown[["region", "state", "burden", "calcium_volume_mm3", "cluster_count",
+                 "agatston"]].round(4)
+    pic.columns = ["region", "state", "burden", "calcium mm³", "clusters", "Agatston"]
+    title = case.case_id + ("  QC: " + ", ".join(f["code"] for f in flags) if flags else "")
+    alerts = ([review_line(plausible)] if not plausible.ok else []) + \
+        [f"{g}: {st.upper()} ({why})" for g, (st, why) in states.items() if st in gs.NAN_STATES] + \
+        ([f"NOT VALID: {', '.join(reasons)}"] if reasons else [])
+    case_figure(tmp / "report.png", ct, groups, short.labelmap, calcium, title=title, table=pic,
+                alert="\n".join(alerts) or None)
+    record = dict(result.to_dict(), provenance=prov, qc=flags, scores_valid=valid,
+                  states={g: {"state": st, "reason": why} for g, (st, why) in states.items()},
+                  invalidated_by=reasons, plausibility=plausible.as_dict(),
+                  warnings=short.warnings + result.warnings,
+                  seconds=round(time.perf_counter() - t0, 2))
+    record["scores"] = json.loads(table.to_json(orient="records"))
+    return record, flags
 
 
 def run_cohort(cases, out_root, options, workers=1, shard=None, log=print, scheduler=None):
@@ -360,7 +456,10 @@ def run_cohort(cases, out_root, options, workers=1, shard=None, log=print, sched
         el = time.perf_counter() - t0
         eta = el / done * (len(cases) - done)
         filled = int(20 * done / max(len(cases), 1))
-        status = s["status"] + (", CHECK ARTERIES" if s.get("scores_valid") is False else "")
+        gone = [f"{g} {v['state']}" for g, v in (s.get("states") or {}).items()
+                if v["state"] != "measured"]
+        status = s["status"] + (", NOT VALID" if s.get("scores_valid") is False else "") + \
+            (f" ({', '.join(gone)})" if gone else "")
         log(f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{len(cases)} {s['case_id']}: {status}"
             f"{' (' + s.get('error', '') + ')' if s['status'] == 'failed' else ''}"
             f"  elapsed {el:.0f} s, ETA {eta:.0f} s")

@@ -189,6 +189,40 @@ def calcium_network_flags(source):
                  "threshold (the default) or correct the calcification in Segment Editor")]
 
 
+#: calcium is not measured reproducibly on voxels this thick (mm, largest spacing): a
+#: plaque spans one or two slices, and half a voxel of resampling moves its volume by tens
+#: of per cent (ts_abdomen_ct, 3 mm: -92 % to +0 % over the variants of
+#: scripts/reproducibility.py; 2 mm ts_dicom_series within 9 %)
+REPRODUCIBLE_MAX_MM = 2.5
+#: ... nor where the noise SD exceeds this fraction of the calcium margin above the lumen
+#: (noise peaks then reach the threshold and resampling moves them)
+REPRODUCIBLE_NOISE_FRACTION = 0.25
+
+
+def calcium_noise_flags(source, spacing=None):
+    """The flag ``calcium_not_reproducible`` when a threshold's calcium cannot stay put on
+    this CT: voxels thicker than :data:`REPRODUCIBLE_MAX_MM`, or a lumen noise
+    (``source["noise_hu"]``) above :data:`REPRODUCIBLE_NOISE_FRACTION` of the margin
+    (``source["margin_hu"]``); [] otherwise.  Only for calcium the pipeline found."""
+    source = source or {}
+    if "method" not in source and "model" not in source:
+        return []
+    why = []
+    if spacing is not None and max(spacing) > REPRODUCIBLE_MAX_MM:
+        why.append(f"voxels {max(spacing):.1f} mm thick (at most {REPRODUCIBLE_MAX_MM:g} mm "
+                   "keeps a plaque's volume within 10 % when the scan is resampled)")
+    noise, margin = source.get("noise_hu"), source.get("margin_hu")
+    if noise is not None and margin and np.isfinite(noise) \
+            and noise > REPRODUCIBLE_NOISE_FRACTION * margin:
+        why.append(f"lumen noise {noise:.0f} HU against a calcium margin of {margin:.0f} HU above "
+                   "the lumen (noise peaks reach the threshold)")
+    if not why:
+        return []
+    return [flag("calcium_not_reproducible", "the calcium of this scan cannot be measured "
+                 "reproducibly: " + "; ".join(why) + ". Its calcium scores are not valid; use a "
+                 "thinner or less noisy reconstruction of the same scan if there is one")]
+
+
 def metal_flags(source):
     """The flag ``metal_not_calcium`` when the calcification's provenance (from
     :func:`..scoring.thresholds.without_metal`) says pieces reaching the metal level were

@@ -38,7 +38,7 @@ The bracketed ranges are over the truth of 16 training-distribution phantoms (se
 and the reference and TotalSegmentator labels of ``ts_abdomen_ct`` (non-contrast, 3 mm)
 and ``ts_dicom_series`` (portal-venous, a 40 mm field of view) in ``../shared/data``,
 and the team's reference aorta of ``ircad01_abdomen`` (``docs/references/``; redrawn in
-session 9, which widened three ranges, no limit);
+2026-11-24, which widened three ranges, no limit);
 ``training/calibrate_plausibility.py`` measures them.  Masks that must fail (a blob in a
 kidney, a 15 mm fragment of a real aorta, an aorta moved onto the spine or 60 mm to the
 side, iliacs above the renals) are in ``Testing/test_plausibility.py``.

@@ -39,7 +39,8 @@ class PipelineResult:
     warnings: list = field(default_factory=list)
     arteries: object = None  # the artery segmentation a model created (None for user input)
     qc: list = field(default_factory=list)  # flags {"code", "message"}, as in scores.json
-    scores_valid: bool = True  # False: the artery masks failed the plausibility check
+    scores_valid: bool = True  # False: a measured group's scores are not valid (see qc.states)
+    states: dict = field(default_factory=dict)  # group -> (state, reason), qc.states
 
     @property
     def review_message(self):
@@ -50,8 +51,10 @@ class PipelineResult:
     def status_message(self):
         """The run's warnings and its QC flags other than the plausibility check (shown by
         :attr:`review_message`), in one line for the module's status ("" when none)."""
-        return "; ".join(list(self.warnings) + [f"{f['code']}: {f['message']}" for f in self.qc
-                                                if f["code"] != "arteries_implausible"])
+        gone = [f"{g} {s}" for g, (s, _) in self.states.items() if s != "measured"]
+        return "; ".join((["groups: " + ", ".join(gone)] if gone else []) + list(self.warnings)
+                         + [f"{f['code']}: {f['message']}" for f in self.qc
+                            if f["code"] != "arteries_implausible"])
 
 
 def burden_plot(scene, table, name):
@@ -105,6 +108,8 @@ class Computed:
     scores: object = None
     plausibility: object = None  # qc.plausibility.Plausibility of groups_full
     qc: list = field(default_factory=list)
+    states: dict = field(default_factory=dict)  # group -> (state, reason), qc.states
+    invalidated_by: list = field(default_factory=list)  # flag codes making scores not valid
 
 
 class EditedError(RuntimeError):
@@ -127,7 +132,7 @@ class CalciumScoringPipeline:
         mn.set_provenance(groups, prov)
         return volume, groups
 
-    def process(self, volume, artery_groups, calcium="adaptive", progress=None, cancel=None,
+    def process(self, volume, artery_groups, calcium="lumen_relative", progress=None, cancel=None,
                 shortened=None, table=None, overwrite_edited=False, mapping=None, device="cpu",
                 **params):
         """Segment (if a model is given), shorten, find calcification, score.
@@ -155,7 +160,7 @@ class CalciumScoringPipeline:
             progress(1.0, "done")
         return result
 
-    def prepare(self, volume, artery_groups, calcium="adaptive", mapping=None, shortened=None,
+    def prepare(self, volume, artery_groups, calcium="lumen_relative", mapping=None, shortened=None,
                 overwrite_edited=False, device="cpu", **params):
         """Read everything the computation needs from the scene (main thread): a :class:`Job`."""
         from ..scoring import thresholds
@@ -198,11 +203,16 @@ class CalciumScoringPipeline:
         return job
 
     def compute(self, job, progress=None, cancel=None):
-        """Networks, shortening, calcification and scores on images only (any thread)."""
+        """Networks, shortening, calcification and scores on images only (any thread).
+
+        The work runs on the CT in LPS voxel order (:func:`..imagecheck.to_lps`, no
+        interpolation); the masks are carried back onto the volume's own grid at the end,
+        so the answer does not depend on the volume's voxel order."""
         from ArteryShorteningLib import shorten_arteries
 
         from ..errors import Cancelled
-        from ..qc.checks import aorta_cut_defined, calcium_network_coverage, check_ct
+        from ..imagecheck import onto, to_lps
+        from ..qc.checks import aorta_cut_defined, calcium_network_coverage, check_ct, clean_ct
         from ..scoring import thresholds
         from ..scoring.scores import score
         from ..segmentation.engine import segment
@@ -216,25 +226,26 @@ class CalciumScoringPipeline:
 
         check()
         c = Computed(qc=check_ct(job.ct))  # refuses what cannot be processed, as the CLI does
+        ct = to_lps(clean_ct(job.ct))
         if job.groups_model is not None:
             info = find_model(job.groups_model)
-            c.groups_full = segment(job.ct, info, device=job.device,
+            c.groups_full = segment(ct, info, device=job.device,
                                     progress=lambda f, s: report(0.3 * f, s), cancel=cancel)
             c.arteries_source = provenance(info)
         else:
-            c.groups_full, c.arteries_source = job.groups, job.arteries_source
+            c.groups_full, c.arteries_source = onto(job.groups, ct), job.arteries_source
         check()
         report(0.3, "calcification")
         if job.calcium is not None:
-            c.calcium = job.calcium
+            c.calcium = onto(job.calcium, ct)
             c.calcium_source = {"segmentation": job.calcium_node_name}
         elif job.calcium_spec in thresholds.METHODS:
-            c.calcium = thresholds.METHODS[job.calcium_spec](job.ct, c.groups_full > 0)
-            c.calcium_source = {"method": job.calcium_spec,
-                                "threshold_hu": c.calcium.GetMetaData("threshold_hu")}
+            c.calcium = thresholds.METHODS[job.calcium_spec](ct, c.groups_full > 0)
+            c.calcium_source = dict({"method": job.calcium_spec},
+                                    **thresholds.threshold_record(c.calcium))
         else:
             info = find_model(job.calcium_spec)
-            lab = segment(job.ct, info, device=job.device,
+            lab = segment(ct, info, device=job.device,
                           progress=lambda f, s: report(0.3 + 0.2 * f, s), cancel=cancel,
                           roi=c.groups_full > 0)
             c.calcium = sitk.Cast(lab == 2, sitk.sitkUInt8)
@@ -242,7 +253,7 @@ class CalciumScoringPipeline:
                                 "sha256": info.card.get("sha256"),
                                 "artery_coverage": round(calcium_network_coverage(lab, c.groups_full), 4)}
         if job.calcium is None:  # found here, not the user's: metal is not calcium
-            c.calcium, metal = thresholds.without_metal(job.ct, c.calcium)
+            c.calcium, metal = thresholds.without_metal(ct, c.calcium)
             c.calcium_source.update(metal)
         check()
         report(0.5, "shortening arteries")
@@ -258,36 +269,28 @@ class CalciumScoringPipeline:
             c.calcium_source["wall_calcium_attached_mm3"] = mm3
         check()
         report(0.7, "scoring")
-        c.scores = score(job.ct, c.shortening.labelmap, c.calcium, groups_full=c.groups_full)
-        self._quality(job, c, missing)
+        c.scores = score(ct, c.shortening.labelmap, c.calcium, groups_full=c.groups_full)
+        self._quality(job, c, ct, missing)
+        c.groups_full, c.calcium = onto(c.groups_full, job.ct), onto(c.calcium, job.ct)
+        c.shortening.labelmap = onto(c.shortening.labelmap, job.ct)
         check()
         report(0.9, "writing results")
         return c
 
     @staticmethod
-    def _quality(job, c, missing):
-        """The QC flags of a result, as the CLI gives them: groups the user's segmentation
-        does not hold (their scores missing, not zero), an unsure calcification network,
-        metal taken out of the calcium, no contrast, metal near the arteries, a cut aorta,
-        side arteries followed for less than the stump, and the plausibility of the artery
-        groups (never hides the scores)."""
-        from ..qc.checks import (calcium_network_flags, check_result, groups_missing_flag,
-                                 metal_flags, short_arteries_flag)
-        from ..qc.plausibility import check_arteries
-        from ..scoring.scores import mark_missing
+    def _quality(job, c, ct, missing):
+        """The QC flags, group states and validity of a result, as the CLI gives them
+        (:func:`..qc.states.assess`); the score table gains ``state``, ``scores_valid``
+        and ``covers``, and the scores of groups not found, not in view or not labelled
+        become NaN (never 0)."""
+        from ..qc.states import assess
 
-        if missing:
-            mark_missing(c.scores.table, missing)
-            name = (job.arteries_source or {}).get("segmentation", "")
-            c.qc.append(groups_missing_flag(missing, f"the segmentation '{name}'"))
-        c.qc += calcium_network_flags(c.calcium_source) + metal_flags(c.calcium_source)
-        c.qc += check_result(job.ct, c.groups_full, c.calcium)  # contrast, metal, field of view
-        short = short_arteries_flag(c.shortening.branches,
-                                    c.shortening.parameters["stump_length_mm"])
-        c.qc += [short] if short else []
-        c.plausibility = check_arteries(job.ct, c.groups_full, missing)
-        if c.plausibility.flag:
-            c.qc.append(c.plausibility.flag)
+        name = (job.arteries_source or {}).get("segmentation", "")
+        c.qc, c.states, c.invalidated_by, c.scores.table, c.plausibility = assess(
+            ct, c.groups_full, c.calcium, c.calcium_source, c.scores.table,
+            c.shortening.branches, c.shortening.parameters["stump_length_mm"], missing,
+            f"the segmentation '{name}'", c.qc,
+            user_masks=job.groups is not None and job.calcium is not None)
 
     def publish(self, volume, job, c, shortened=None, table=None):
         """Create (or update) the output nodes of a computed run (main thread)."""
@@ -338,12 +341,14 @@ class CalciumScoringPipeline:
                 created += burden_plot(scene, table, f"{name} burden")
             else:  # re-scoring: the same table (and the chart reading it) is updated
                 mn.table_node_from_dataframe(scene, c.scores.table, table.GetName(), node=table)
-            valid = c.plausibility is None or c.plausibility.ok
+            measured = c.scores.table[c.scores.table.state == "measured"]
+            valid = bool(len(measured)) and bool(measured.scores_valid.all())
             prov = {"pipeline": "CalciumScoring", "arteries": c.arteries_source,
                     "calcification": c.calcium_source, "shortening": c.shortening.parameters,
                     "scoring": c.scores.parameters, "input": name,
                     "warnings": c.shortening.warnings + c.scores.warnings,
-                    "qc": c.qc, "scores_valid": valid,
+                    "qc": c.qc, "scores_valid": valid, "invalidated_by": c.invalidated_by,
+                    "states": {g: {"state": a, "reason": b} for g, (a, b) in c.states.items()},
                     "plausibility": c.plausibility.as_dict() if c.plausibility else None}
             table.SetAttribute(QC_ATTRIBUTE, json.dumps(c.qc))
             table.SetAttribute(VALID_ATTRIBUTE, "1" if valid else "0")
@@ -363,7 +368,7 @@ class CalciumScoringPipeline:
             raise
         return PipelineResult(out, cnode, table, branch_table, c.scores.table,
                               list(c.shortening.warnings) + list(c.scores.warnings), arteries,
-                              list(c.qc), valid)
+                              list(c.qc), valid, dict(c.states))
 
     @staticmethod
     def _calcification_node(scene, volume, name, calc_arr, full_arr):

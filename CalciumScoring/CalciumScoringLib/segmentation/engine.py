@@ -2,8 +2,10 @@
 
 Steps (each reported to ``progress(fraction, stage)``):
 
-1. resample the CT to the model's spacing (linear; origin and direction kept, so
-   oblique volumes stay oblique and nothing is flipped);
+1. resample the CT to the model's spacing on a grid of identity direction (LPS voxel
+   order, the orientation the networks were trained in; :func:`work_grid`), so the same
+   CT stored in RAS order, with permuted axes or obliquely gives the same network input;
+   the labels are mapped back onto the CT's own grid in step 6;
 2. normalise intensities as the model card says (``ct``: clip to a HU window, then
    subtract mean and divide by SD, as nnU-Net's CT scheme);
 3. crop to the body (voxels above ``body_threshold_hu``), so air costs nothing;
@@ -46,14 +48,38 @@ from .lumen import grow_on_grid
 from .refine import REFINER_PREFIX, load_refiner, lumen_level, refine_on_grid
 
 
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def work_grid(image, spacing):
+    """``(size, origin)`` of the model's working grid for ``image``: identity direction (LPS
+    voxel order, the orientation the networks were trained in), ``spacing`` (x, y, z), over
+    the physical extent of ``image``'s voxel centres.
+
+    The grid depends only on where the voxels lie in the patient, not on the order they are
+    stored in: the same CT stored in RAS voxel order, or with its axes permuted, gives the
+    same working grid, hence the same network input.  For an identity-direction image the
+    origin is its own and the size ``round(n * s / t)`` per axis, as before.
+    """
+    size, sp = np.array(image.GetSize()), np.array(image.GetSpacing(), float)
+    D = np.array(image.GetDirection(), float).reshape(3, 3)
+    corners = np.array([image.TransformIndexToPhysicalPoint([int(v) for v in np.multiply(c, size - 1)])
+                        for c in np.ndindex(2, 2, 2)])
+    lo, hi = corners.min(0), corners.max(0)
+    step = np.abs(D) @ sp  # a voxel's extent along each patient axis (exact when aligned)
+    t = np.array([float(v) for v in spacing])
+    n = np.maximum(np.rint((hi - lo + step) / t).astype(int), 1)
+    return [int(v) for v in n], [float(v) for v in lo]
+
+
 def _resample(image, spacing, interpolator, default):
     spacing = [float(s) for s in spacing]
-    if np.allclose(image.GetSpacing(), spacing):
+    aligned = np.allclose(image.GetDirection(), IDENTITY, atol=1e-6)
+    if aligned and np.allclose(image.GetSpacing(), spacing):
         return image
-    size = [max(int(round(n * s / t)), 1)
-            for n, s, t in zip(image.GetSize(), image.GetSpacing(), spacing)]
-    return sitk.Resample(image, size, sitk.Transform(), interpolator, image.GetOrigin(), spacing,
-                         image.GetDirection(), default, image.GetPixelID())
+    size, origin = work_grid(image, spacing)
+    return sitk.Resample(image, size, sitk.Transform(), interpolator, origin, spacing,
+                         IDENTITY, default, image.GetPixelID())
 
 
 def normalise(arr, norm):

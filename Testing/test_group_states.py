@@ -1,0 +1,102 @@
+"""A missing group never reads as a healthy one: group states, NaN scores, flags, validity."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from CalciumScoringLib.cohort.runner import Case, Options, process_case
+from CalciumScoringLib.qc import states as gs
+
+
+def _erase(img, value):
+    a = sitk.GetArrayFromImage(img)
+    a[a == value] = 0
+    out = sitk.GetImageFromArray(a)
+    out.CopyInformation(img)
+    return out
+
+
+def _above_kidneys(ph):
+    """Index of the first slice 8 mm above the higher renal artery's take-off."""
+    b = ph.meta["branches"]
+    z = max(b["renal_left"]["takeoff_lps"][2], b["renal_right"]["takeoff_lps"][2]) + 8.0
+    return int(np.ceil((z - ph.groups.GetOrigin()[2]) / ph.groups.GetSpacing()[2]))
+
+
+@pytest.mark.parametrize("seed", [4, 7, 11])
+def test_in_view_on_phantoms_cut_and_erased(phantom_cache, seed):
+    ph = phantom_cache(seed, spacing=(1.5, 1.5, 2.0), fov="vessels")
+    assert {g: v[0] for g, v in gs.in_view(ph.groups).items()} == dict.fromkeys(gs.GROUPS, True)
+    erased = gs.in_view(_erase(ph.groups, 4))
+    assert erased["renal"][0] is True  # the SMA is found and the field reaches far below it
+    cut = ph.groups[:, :, _above_kidneys(ph):]
+    assert not (sitk.GetArrayViewFromImage(cut) == 4).any()
+    view = gs.in_view(cut)
+    assert view["renal"][0] is False and view["iliac"][0] is False
+    states = gs.group_states(cut)
+    assert states["renal"][0] == gs.NOT_IN_VIEW and states["iliac"][0] == gs.NOT_IN_VIEW
+    assert states["aorta"][0] == gs.MEASURED and states["mesenteric"][0] == gs.MEASURED
+
+
+def _run(tmp_path, name, ct, groups):
+    sitk.WriteImage(ct, str(tmp_path / f"{name}.nii.gz"))
+    sitk.WriteImage(groups, str(tmp_path / f"{name}_groups.nrrd"))
+    s = process_case(Case(name, str(tmp_path / f"{name}.nii.gz"), str(tmp_path / f"{name}_groups.nrrd")),
+                     tmp_path / "out", Options(groups_model=None, scene=False))
+    assert s["status"] == "ok", s
+    folder = tmp_path / "out" / name
+    return pd.read_csv(folder / "scores.csv").set_index("region"), \
+        json.loads((folder / "scores.json").read_text())
+
+
+def test_missing_groups_give_nan_and_a_flag_never_zero(tmp_path, phantom_cache):
+    """Intact: all measured and valid.  Renal erased: renal (and its sides) NaN, state "not
+    found", flag naming renal, the aorta still scored, combined covering the others.  Cut
+    above the kidneys: renal and iliac "not in view".  The report says it in red."""
+    ph = phantom_cache(4, spacing=(1.5, 1.5, 2.0), fov="vessels")
+    t, rec = _run(tmp_path, "intact", ph.ct, ph.groups)
+    assert set(t.loc[["aorta", "iliac", "mesenteric", "renal", "combined"], "state"]) == {"measured"}
+    assert rec["scores_valid"] is True and t.scores_valid.all()
+    assert t.loc["combined", "covers"] == "aorta+iliac+mesenteric+renal"
+
+    t, rec = _run(tmp_path, "erased", ph.ct, _erase(ph.groups, 4))
+    for region in ("renal", "renal_left", "renal_right"):
+        assert t.loc[region, "state"] == "not found"
+        assert np.isnan(t.loc[region, "burden"]) and np.isnan(t.loc[region, "artery_volume_mm3"])
+        assert t.loc[region, "risk_category"] == "not found"
+    assert t.loc["aorta", "state"] == "measured" and t.loc["aorta", "artery_volume_mm3"] > 0
+    assert t.loc["combined", "covers"] == "aorta+iliac+mesenteric"
+    flag = next(f for f in rec["qc"] if f["code"] == "groups_not_found")
+    assert "renal" in flag["message"] and "NaN" in flag["message"]
+    assert rec["states"]["renal"]["state"] == "not found"
+    assert rec["scores"][[r["region"] for r in rec["scores"]].index("renal")]["burden"] is None
+
+    k = _above_kidneys(ph)
+    t, rec = _run(tmp_path, "cut", ph.ct[:, :, k:], ph.groups[:, :, k:])
+    assert t.loc["renal", "state"] == "not in view" and t.loc["iliac", "state"] == "not in view"
+    assert np.isnan(t.loc["iliac", "burden"])
+    assert any(f["code"] == "groups_not_in_view" and "renal" in f["message"] for f in rec["qc"])
+    assert t.loc["aorta", "state"] == "measured"
+
+
+def test_invalidating_flags_reach_every_row():
+    table = pd.DataFrame({"region": ["aorta", "renal", "renal_left", "renal_right", "combined"],
+                          "group": ["aorta", "renal", "renal", "renal", "all"],
+                          "side": ["midline", "both", "left", "right", "both"],
+                          "artery_volume_mm3": [100.0, 10.0, 10.0, 0.0, 110.0],
+                          "burden": [0.1, 0.0, 0.0, 0.0, 0.1]})
+    states = {"aorta": (gs.MEASURED, ""), "iliac": (gs.NOT_IN_VIEW, "below"),
+              "mesenteric": (gs.NOT_VALID, "failed mesenteric_anterior"), "renal": (gs.MEASURED, "")}
+    t = gs.apply_states(table, states).set_index("region")
+    assert t.loc["renal_right", "state"] == "not found"  # a side holding no artery
+    assert np.isnan(t.loc["renal_right", "burden"]) and t.loc["renal_left", "burden"] == 0.0
+    assert t.loc["aorta", "scores_valid"] and t.loc["combined", "state"] == "not valid"
+    assert t.loc["combined", "covers"] == "aorta+mesenteric+renal"
+    flags = [{"code": "no_contrast"}, {"code": "aorta_truncated"}]
+    assert gs.invalid_reasons(flags) == ["no_contrast"]
+    assert gs.invalid_reasons(flags, groups_by_network=False) == []
+    t = gs.apply_states(table, states, ["no_contrast"])
+    assert not t.scores_valid.any()
