@@ -29,7 +29,7 @@ def test_demo_writes_outputs(tmp_path):
     rec = json.loads((case / "scores.json").read_text())
     prov = rec["provenance"]
     assert prov["shortening"]["stump_length_mm"] == 25
-    assert prov["calcification"]["method"] == "adaptive"
+    assert prov["calcification"]["method"] == "lumen_relative"
     assert prov["calcification"]["metal_excluded_mm3"] == 0 and "metal_not_calcium" not in str(rec)
     scores = pd.read_csv(case / "scores.csv").set_index("region")
     calc = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "calcifications.nii.gz"))) > 0

@@ -233,7 +233,7 @@ def test_cli_json_csv_and_report_carry_the_flag(small_case, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(d / "cases.csv"), str(out), "--no-scene"]) == 0
     log = capsys.readouterr().out
-    assert "bad: ok, CHECK ARTERIES" in log
+    assert "bad: ok, NOT VALID" in log
     assert "good: ok " in log and "good: ok, CHECK" not in log
     bad = json.loads((out / "bad" / "scores.json").read_text())
     good = json.loads((out / "good" / "scores.json").read_text())
@@ -253,7 +253,7 @@ def test_cli_json_csv_and_report_carry_the_flag(small_case, tmp_path, capsys):
     assert _red_pixels(out / "good" / "report.png") == 0
     assert main(["run", str(d / "cases.csv"), str(out), "--no-scene"]) == 0  # resumed
     log = capsys.readouterr().out
-    assert "bad: skipped (done), CHECK ARTERIES" in log and "good: skipped (done) " in log
+    assert "bad: skipped (done), NOT VALID" in log and "good: skipped (done) " in log
 
 
 def test_module_logic_flags_implausible_arteries_on_a_real_scene(mrml, small_case):

@@ -395,8 +395,7 @@ def _analyse(case, o, tmp, t0):
     sitk.WriteImage(out_short, str(tmp / "arteries.nii.gz"))
     sitk.WriteImage(out_calcium, str(tmp / "calcifications.nii.gz"))
     short.branches.to_csv(tmp / "shortening_report.csv", index=False)
-    valid = bool(table[table.state == gs.MEASURED].scores_valid.all()
-                 and (table.state == gs.MEASURED).any())
+    valid = gs.all_valid(table)
     csv = table.copy()
     csv.insert(0, "case_id", case.case_id)
     csv.insert(1, "qc_flags", ";".join(f["code"] for f in flags))
@@ -458,7 +457,8 @@ def run_cohort(cases, out_root, options, workers=1, shard=None, log=print, sched
         filled = int(20 * done / max(len(cases), 1))
         gone = [f"{g} {v['state']}" for g, v in (s.get("states") or {}).items()
                 if v["state"] != "measured"]
-        status = s["status"] + (", NOT VALID" if s.get("scores_valid") is False else "") + \
+        status = s["status"] + (", NOT VALID (check the QC flags)" if s.get("scores_valid") is False
+                                else "") + \
             (f" ({', '.join(gone)})" if gone else "")
         log(f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{len(cases)} {s['case_id']}: {status}"
             f"{' (' + s.get('error', '') + ')' if s['status'] == 'failed' else ''}"

@@ -254,3 +254,11 @@ def assess(ct, groups, calcium, calcium_source, table, branches, stump_length_mm
     flags += state_flags(states)
     reasons = invalid_reasons(flags, groups_by_network=not user_masks)
     return flags, states, reasons, apply_states(table, states, reasons), plausible
+
+
+def all_valid(table):
+    """True when at least one group is measured and every group row whose masks are scored
+    (measured or not valid) and the combined row are valid: the case's ``scores_valid``."""
+    rows = table[table.region.isin(list(GROUPS) + ["combined"])]
+    scored = rows[rows.state.isin([MEASURED, NOT_VALID])]
+    return bool((rows.state == MEASURED).any() and scored.scores_valid.all())

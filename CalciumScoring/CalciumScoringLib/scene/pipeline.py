@@ -341,8 +341,9 @@ class CalciumScoringPipeline:
                 created += burden_plot(scene, table, f"{name} burden")
             else:  # re-scoring: the same table (and the chart reading it) is updated
                 mn.table_node_from_dataframe(scene, c.scores.table, table.GetName(), node=table)
-            measured = c.scores.table[c.scores.table.state == "measured"]
-            valid = bool(len(measured)) and bool(measured.scores_valid.all())
+            from ..qc.states import all_valid
+
+            valid = all_valid(c.scores.table)
             prov = {"pipeline": "CalciumScoring", "arteries": c.arteries_source,
                     "calcification": c.calcium_source, "shortening": c.shortening.parameters,
                     "scoring": c.scores.parameters, "input": name,
