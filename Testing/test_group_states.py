@@ -100,3 +100,34 @@ def test_invalidating_flags_reach_every_row():
     assert gs.invalid_reasons(flags, groups_by_network=False) == []
     t = gs.apply_states(table, states, ["no_contrast"])
     assert not t.scores_valid.any()
+
+
+def test_report_panels_are_drawn_at_physical_aspect(tmp_path, monkeypatch):
+    """A 0.74 x 0.74 x 1.6 mm CT: every panel's pixel aspect is the spacing ratio (the
+    coronal panels 1.6 / 0.74, not square voxels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from CalciumScoringLib.cohort.figures import case_figure
+
+    a = np.full((50, 60, 70), -100, np.int16)
+    g = np.zeros(a.shape, np.uint8)
+    g[:, 25:35, 30:40] = 1
+    ct = sitk.GetImageFromArray(a)
+    ct.SetSpacing((0.74, 0.74, 1.6))
+    groups = sitk.GetImageFromArray(g)
+    groups.CopyInformation(ct)
+    seen = []
+    real_close = plt.close
+
+    def keep(fig=None):
+        if fig is not None and hasattr(fig, "axes"):
+            seen.extend(ax.get_aspect() for ax in fig.axes if ax.images)
+        return real_close(fig)
+
+    monkeypatch.setattr(plt, "close", keep)
+    case_figure(tmp_path / "r.png", ct, groups, groups, groups * 0, title="aspect")
+    assert seen and (tmp_path / "r.png").stat().st_size > 0
+    assert sorted({round(float(v), 3) for v in seen}) == [1.0, round(1.6 / 0.74, 3)]

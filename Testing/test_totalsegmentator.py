@@ -108,10 +108,13 @@ def test_cli_takes_a_totalsegmentator_folder_and_reports_missing_groups(shared_d
     rec = json.loads((out / "ct" / "scores.json").read_text())
     codes = [f["code"] for f in rec["qc"]]
     assert "groups_missing" in codes and "arteries_implausible" not in codes
-    assert rec["scores_valid"] is True
+    # unenhanced, 3 mm voxels: the threshold's calcium is not trusted, so not valid
+    assert rec["scores_valid"] is False
+    assert set(rec["invalidated_by"]) == {"no_contrast", "calcium_not_reproducible"}
+    assert rec["states"]["renal"]["state"] == "not labelled"
     assert rec["provenance"]["arteries"]["missing_groups"] == ["mesenteric", "renal"]
     rows = {r["region"]: r for r in rec["scores"]}
-    assert rows["renal"]["artery_volume_mm3"] != rows["renal"]["artery_volume_mm3"]  # NaN
+    assert rows["renal"]["artery_volume_mm3"] is None  # NaN in the table, null in JSON
     assert rows["aorta"]["artery_volume_mm3"] > 10000
     full = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "ct" / "arteries_full.nii.gz")))
     assert np.array_equal(full, _by_hand(ts, classes))

@@ -155,8 +155,9 @@ def comparison_figure(path, ct, reference, test, title="", labels=None):
     zs = zs if zs.size else np.arange(ctA.shape[0])
     for i, q in enumerate((0.25, 0.5, 0.75)):
         k = int(zs[int(q * (zs.size - 1))])
-        ax[1 + i].imshow(ctA[k], cmap="gray", vmin=-200, vmax=500)
-        ax[1 + i].imshow(_rgba(agree[k], AGREEMENT_COLOURS), alpha=0.55)
+        axial = grid.GetSpacing()[1] / grid.GetSpacing()[0]  # physical aspect
+        ax[1 + i].imshow(ctA[k], cmap="gray", vmin=-200, vmax=500, aspect=axial)
+        ax[1 + i].imshow(_rgba(agree[k], AGREEMENT_COLOURS), alpha=0.55, aspect=axial)
         ax[1 + i].set_title(f"axial slice {k}")
     j = int(np.median(np.nonzero(ref > 0)[1])) if (ref > 0).any() else ctA.shape[1] // 2
     ax[4].imshow(ctA[:, j, :][::-1], cmap="gray", vmin=-200, vmax=500, aspect=aspect)
