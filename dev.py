@@ -2,7 +2,8 @@
 """Set up a virtual environment and run the demo or the tests (only Python 3 needed).
 
     python3.11 dev.py demo   # create .venv, install, run the pipeline on a phantom CTA
-    python3.11 dev.py test   # create .venv, install, run the whole test suite
+    python3.11 dev.py test   # create .venv, install, run the whole test suite (and, as
+                             # root with apt-get, install chromium for the browser tests)
 
 The environment is created once in ``.venv`` and reinstalled only when
 ``pyproject.toml`` or ``Testing/constraints.txt`` change.
@@ -50,6 +51,25 @@ def setup():
     STAMP.write_text(_digest())
 
 
+def ensure_browser():
+    """Debian's chromium for the review-page tests: installed with apt-get when missing and
+    this runs as root (as CI does); otherwise those tests skip and say how to enable them."""
+    import shutil
+
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("[setup] chromium not found: the review-page browser tests will skip "
+              "(install Debian's 'chromium' to run them)", flush=True)
+        return
+    print("[setup] installing chromium for the review-page tests (apt-get)", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    quiet = {"stdout": subprocess.DEVNULL, "env": env}
+    if subprocess.call(["apt-get", "update", "-qq"], **quiet) or \
+            subprocess.call(["apt-get", "install", "-y", "-qq", "chromium"], **quiet):
+        print("[setup] could not install chromium: the browser tests will skip", flush=True)
+
+
 def main(argv):
     if not argv or argv[0] not in ("setup", "demo", "test"):
         sys.exit(__doc__)
@@ -60,6 +80,7 @@ def main(argv):
         out = argv[1] if len(argv) > 1 else "demo-output"
         return subprocess.call([py, "-m", "CalciumScoringLib.cohort.cli", "demo", out] + argv[2:], env=env)
     if argv[0] == "test":
+        ensure_browser()
         return subprocess.call([py, "-m", "pytest", "Testing"] + argv[1:], cwd=ROOT, env=env)
     return 0
 

@@ -33,6 +33,8 @@ from ..imagecheck import on_grid
 from ..qc import checks as qc
 from ..scoring.thresholds import threshold_record
 from .claims import claim, sweep, tmp_folder, write_atomic
+from .reuse import finished, fingerprint
+from .review import ReviewPage
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
@@ -227,62 +229,6 @@ def _found_calcium(ct, groups, o):
     return img, dict({"method": o.calcium_method}, **threshold_record(img))
 
 
-#: options that do not change a case's result (a rerun with other values reuses it)
-NEUTRAL_OPTIONS = ("threads",)
-
-
-def _hash_path(h, path):
-    p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-
-
-def fingerprint(case, options):
-    """What a case's result depends on, as a dict: the sha256 of its input files' content
-    (CT, and the groups and calcium files when given), every option that changes the
-    result, the tool's version and the bundled models' checksums.  A finished case is
-    reused only when its recorded fingerprint is this one."""
-    import hashlib
-
-    from ..segmentation.models import bundled_model, find_model
-
-    o = asdict(options) if not isinstance(options, dict) else dict(options)
-    inputs = {}
-    for key in ("ct", "groups", "calcium"):
-        path = getattr(case, key)
-        if path:
-            h = hashlib.sha256()
-            try:
-                _hash_path(h, path)
-            except OSError:
-                h.update(b"unreadable")
-            inputs[key] = h.hexdigest()
-    models = {}
-    for name in (o.get("groups_model"), o.get("calcium_model")):
-        info = (bundled_model("artery-groups") if name == "auto" else find_model(name)) \
-            if name else None
-        while info is not None:  # the model and the branch network its card names
-            models[info.name] = f"{info.version} {info.card.get('sha256')}"
-            branch = info.card.get("postprocessing", {}).get("branches") if info.card else None
-            info = find_model(branch["model"]) if branch else None
-    return {"inputs": inputs, "version": __version__, "models": models,
-            "options": {k: v for k, v in sorted(o.items()) if k not in NEUTRAL_OPTIONS}}
-
-
-def _finished(final, expected):
-    """The finished record of ``final`` when its fingerprint is ``expected``, else None."""
-    try:
-        record = json.loads((final / "scores.json").read_text())
-    except (OSError, ValueError):
-        return None
-    got = record.get("provenance", {}).get("fingerprint")
-    return record if got == json.loads(json.dumps(expected, default=str)) else None
-
-
 def process_case(case, out_root, options):
     """Process one case into ``out_root/<case_id>/``; returns a summary dict (never raises).
 
@@ -300,12 +246,12 @@ def process_case(case, out_root, options):
         expected = fingerprint(case, o)
     except Exception as exc:  # e.g. a model folder that cannot be read
         return {"case_id": case.case_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    done = _finished(final, expected)
+    done = finished(final, expected)
     if done is None:
         with claim(out_root, case.case_id) as mine:
             if not mine:
                 return {"case_id": case.case_id, "status": "skipped (running elsewhere)"}
-            done = _finished(final, expected)  # finished meanwhile by another run?
+            done = finished(final, expected)  # finished meanwhile by another run?
             if done is None:
                 return _process(case, o, out_root, final, expected)
     return {"case_id": case.case_id, "status": "skipped (done)",
@@ -447,11 +393,13 @@ def run_cohort(cases, out_root, options, workers=1, shard=None, log=print, sched
         cases = cases[i::n]
     opts = asdict(options) if not isinstance(options, dict) else options
     t0, done, summaries = time.perf_counter(), 0, []
+    page = ReviewPage(out_root, cases, shard)
 
     def report(s):
         nonlocal done
         done += 1
         summaries.append(s)
+        page.update(s)
         el = time.perf_counter() - t0
         eta = el / done * (len(cases) - done)
         filled = int(20 * done / max(len(cases), 1))
@@ -480,6 +428,7 @@ def run_cohort(cases, out_root, options, workers=1, shard=None, log=print, sched
             report(process_case(c, out_root, opts))
     sweep(out_root, [c.case_id for c in cases])  # what killed workers left, if unclaimed
     write_tables(out_root, cases, summaries, shard)
+    page.write()
     return summaries
 
 
