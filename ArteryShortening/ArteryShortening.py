@@ -4,7 +4,7 @@ Thin wiring only: the algorithm is ArteryShorteningLib.shortening, the node hand
 ArteryShorteningLib.mrml_logic; both are tested outside Slicer on real MRML.
 """
 
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Union
 
 import slicer
 import vtk
@@ -26,18 +26,24 @@ class ArteryShortening(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("Artery Shortening")
         self.parent.categories = ["Quantification"]
-        self.parent.contributors = ["VascularCalcium team"]
+        self.parent.contributors = ["VascularCalcium developers (VascularCalcium project)"]
         self.parent.helpText = _(
             "Trims every side artery (iliac, mesenteric, renal) to a stump of fixed length from "
             "the aorta and cuts the aorta above the highest side artery, so that patients are "
-            "compared on the same anatomy. Input: artery-group segmentation or label map.")
+            "compared on the same anatomy. Input: artery-group segmentation or label map. "
+            "Documentation: the README of the VascularCalcium extension "
+            "(<a href=\"https://github.com/vascular-calcium/SlicerVascularCalcium#readme\">README</a>).")
         self.parent.acknowledgementText = _("Implements the published shortening post-processing.")
+
+
+#: what the shortening reads and writes: a segmentation or a label map
+GroupsNode = Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode]
 
 
 @parameterNodeWrapper
 class ArteryShorteningParameterNode:
-    inputNode: slicer.vtkMRMLNode
-    outputNode: Optional[slicer.vtkMRMLNode]
+    inputNode: Optional[GroupsNode]
+    outputNode: Optional[GroupsNode]
     reportTable: Optional[slicer.vtkMRMLTableNode]
     stumpLengthMm: Annotated[float, WithinRange(5, 100)] = 25.0
     aortaMarginMm: Annotated[float, WithinRange(0, 50)] = 10.0
@@ -53,6 +59,7 @@ class ArteryShorteningWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
+        self._parameterNodeGuiTag = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -61,26 +68,44 @@ class ArteryShorteningWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ArteryShorteningLogic()
-        self.ui.growthComboBox.addItems(["geodesic", "dilation"])
         self.ui.mappingTable.setHorizontalHeaderLabels([_("Segment"), _("Group")])
         self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateMappingTable)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 
     def cleanup(self):
+        self.setParameterNode(None)
         self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event):
+        self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self):
-        self._parameterNode = self.logic.getParameterNode()
-        self._parameterNode.connectGui(self.ui)
-        self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
-                         self._updateApply)
-        self._updateApply()
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, parameterNode):
+        """Bind the GUI to ``parameterNode`` (None: unbind), as Slicer's module template does."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateApply)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateApply)
+            self._updateApply()
 
     def _updateApply(self, *args):
         self.ui.applyButton.enabled = bool(self._parameterNode and self._parameterNode.inputNode)
@@ -137,8 +162,8 @@ class ArteryShorteningLogic(ScriptedLoadableModuleLogic):
         return ArteryShorteningParameterNode(super().getParameterNode())
 
     def segmentGroupGuesses(self, segmentationNode):
-        """``[(segment id, name, group or None)]``: the mapping the table starts from."""
-        self._mrml()  # the packages it needs, ensured
+        """``[(segment id, name, group or None)]``: the mapping the table starts from (MRML
+        only: nothing to install for it)."""
         from CalciumScoringLib.scene.groups import segment_group_guesses
 
         return segment_group_guesses(segmentationNode)

@@ -36,15 +36,31 @@ def test_asks_once_then_installs_torch_through_the_extension():
     assert all("==" not in r for r in dep.REQUIRED.values())
 
 
-def test_without_the_extension_pip_gets_a_range():
-    pip = []
-    dep.ensure(lambda m: True, pip.append, None, find_spec=spec_without("torch"))
-    assert pip == ["torch>=2.1"]
+def test_without_the_extension_torch_is_never_pip_installed():
+    with pytest.raises(dep.DependencyError, match="PyTorch' extension"):
+        dep.ensure(lambda m: pytest.fail("asked"), pytest.fail, None,
+                   find_spec=spec_without("torch"))
+
+
+def test_an_old_torch_is_refused_with_what_to_do():
+    with pytest.raises(dep.DependencyError, match="PyTorch 1.13 is installed"):
+        dep.ensure(lambda m: True, pytest.fail, None, dep.NETWORKS, find_spec=spec_without(),
+                   version_of=lambda name: "1.13.1+cpu")
+    assert dep.ensure(lambda m: True, pytest.fail, None, dep.NETWORKS, find_spec=spec_without(),
+                      version_of=lambda name: "2.13.0") == []
+
+
+def test_the_dialog_says_why_each_package_is_needed():
+    asked = []
+    dep.ensure(lambda m: asked.append(m) or True, lambda r: None, None, dep.CORE,
+               find_spec=spec_without("pandas", "skimage"))
+    assert "score tables" in asked[0] and "path lengths" in asked[0]
+    assert "torch" not in asked[0]
 
 
 def test_declined_or_failed_installs_raise_a_clear_error():
     with pytest.raises(dep.DependencyError, match="threshold methods"):
-        dep.ensure(lambda m: False, pytest.fail, find_spec=spec_without("torch"))
+        dep.ensure(lambda m: False, pytest.fail, FakeTorchUtils(), find_spec=spec_without("torch"))
 
     def broken(req):
         raise RuntimeError("no network")

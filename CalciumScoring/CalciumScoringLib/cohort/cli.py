@@ -123,6 +123,10 @@ def cmd_run(args):
             raise SystemExit("error: --shard takes i/N with 0 <= i < N, e.g. --shard 0/4")
         shard = (i, n)
     _check_writable(args.output)
+    if getattr(args, "progress", False):  # for the Slicer module that started this process
+        from . import runner
+
+        runner.PROGRESS["hook"] = lambda f, s: print(f"PROGRESS {f:.3f} {s}", flush=True)
     print(f"{len(cases)} case(s) found in {args.input}" +
           (f"; shard {shard[0]}/{shard[1]}" if shard else ""), flush=True)
     try:
@@ -227,6 +231,9 @@ def build_parser():
                            "address (tcp://host:8786) or local:N for N local worker processes "
                            "(needs: pip install 'vascular-calcium[dask]')")
             p.add_argument("--shard", help="i/N: process every N-th case from the i-th (array jobs)")
+            p.add_argument("--progress", action="store_true",
+                           help="print 'PROGRESS <fraction> <stage>' lines as a case advances "
+                           "(read by the Slicer module, which runs the pipeline this way)")
             p.add_argument("--export-nnunet", metavar="DIR",
                            help="also write the (reviewed) cases as nnU-Net v2 raw datasets")
             p.add_argument("--dataset-id", type=int, default=501,

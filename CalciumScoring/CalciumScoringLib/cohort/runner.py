@@ -37,6 +37,15 @@ from .reuse import finished, fingerprint
 from .review import ReviewPage
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+#: ``progress(fraction, stage)`` of the case being processed in this process (the command
+#: line's ``--progress`` prints it for the Slicer module that started it); None: silent
+PROGRESS = {"hook": None}
+
+
+def _report(fraction, stage):
+    hook = PROGRESS["hook"]
+    if hook is not None:
+        hook(min(max(float(fraction), 0.0), 1.0), stage)
 
 
 @dataclass
@@ -186,7 +195,8 @@ def _artery_groups(case, ct, o):
         from ..segmentation.models import find_model, provenance
 
         info = find_model(model)
-        lab = segment(ct, info, device=o.device, threads=o.threads)
+        lab = segment(ct, info, device=o.device, threads=o.threads,
+                      progress=lambda f, s: _report(0.05 + 0.55 * f, f"artery groups: {s}"))
         return lab, provenance(info)
     raise qc.InputError("no artery source: give --groups-model NAME or a 'groups' column/"
                         "--groups file" + (" (the bundled artery-groups network is not installed)"
@@ -218,7 +228,8 @@ def _found_calcium(ct, groups, o):
         from ..segmentation.models import find_model
 
         info = find_model(o.calcium_model)
-        lab = segment(ct, info, device=o.device, threads=o.threads, roi=groups > 0)  # cascade
+        lab = segment(ct, info, device=o.device, threads=o.threads, roi=groups > 0,  # cascade
+                      progress=lambda f, s: _report(0.6 + 0.15 * f, f"calcification: {s}"))
         return sitk.Cast(lab == 2, sitk.sitkUInt8), {
             "model": info.name, "version": info.version, "sha256": info.card.get("sha256"),
             "artery_coverage": round(qc.calcium_network_coverage(lab, groups), 4)}
@@ -310,6 +321,7 @@ def _analyse(case, o, tmp, t0):
     from ..scoring.scores import attach_to_shortened, score
     from .figures import case_figure
 
+    _report(0.01, "reading the CT")
     ct_in = read_ct(case.ct)
     flags = qc.check_ct(ct_in)
     ct_in = qc.clean_ct(ct_in)
@@ -317,12 +329,14 @@ def _analyse(case, o, tmp, t0):
     groups, groups_src = _artery_groups(case, ct, o)
     calcium, calcium_src = _calcium(case, ct, groups, o)
     missing = groups_src.get("missing_groups", [])
+    _report(0.78, "shortening the arteries")
     short = shorten_arteries(groups, stump_length_mm=o.stump_length_mm,
                              aorta_margin_mm=o.aorta_margin_mm,
                              cut_aorta=qc.aorta_cut_defined(missing))
     if "model" in groups_src and "model" in calcium_src:  # 2 mm group edge cuts the wall
         short.labelmap, groups, calcium_src["wall_calcium_attached_mm3"] = \
             attach_to_shortened(short.labelmap, groups, calcium)
+    _report(0.85, "scoring and quality checks")
     result = score(ct, short.labelmap, calcium, groups_full=groups)
     flags, states, reasons, table, plausible = gs.assess(
         ct, groups, calcium, calcium_src, result.table, short.branches, o.stump_length_mm,
@@ -335,6 +349,7 @@ def _analyse(case, o, tmp, t0):
             "orientation": {"input_direction": [round(v, 6) for v in ct_in.GetDirection()],
                             "processed_in": "LPS voxel order; masks written on the input grid"},
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _report(0.9, "writing the outputs")
     out_groups, out_short, out_calcium = (onto(img, ct_in) for img in
                                           (groups, short.labelmap, calcium))
     sitk.WriteImage(out_groups, str(tmp / "arteries_full.nii.gz"))
@@ -371,6 +386,7 @@ def _analyse(case, o, tmp, t0):
                   warnings=short.warnings + result.warnings,
                   seconds=round(time.perf_counter() - t0, 2))
     record["scores"] = json.loads(table.to_json(orient="records"))
+    _report(1.0, "done")
     return record, flags
 
 
