@@ -131,3 +131,14 @@ def test_report_panels_are_drawn_at_physical_aspect(tmp_path, monkeypatch):
     case_figure(tmp_path / "r.png", ct, groups, groups, groups * 0, title="aspect")
     assert seen and (tmp_path / "r.png").stat().st_size > 0
     assert sorted({round(float(v), 3) for v in seen}) == [1.0, round(1.6 / 0.74, 3)]
+
+
+def test_a_side_without_artery_is_named_in_the_flag():
+    table = pd.DataFrame({"region": ["renal", "renal_left", "renal_right"],
+                          "group": ["renal"] * 3, "side": ["both", "left", "right"],
+                          "artery_volume_mm3": [10.0, 10.0, 0.0], "burden": [0.0, 0.0, 0.0]})
+    states = {"aorta": (gs.MEASURED, ""), "iliac": (gs.MEASURED, ""),
+              "mesenteric": (gs.MEASURED, ""), "renal": (gs.MEASURED, "")}
+    flags = gs.state_flags(states, gs.apply_states(table, states))
+    assert [f["code"] for f in flags] == ["groups_not_found"]
+    assert "right renal (the masks hold no artery on that side)" in flags[0]["message"]

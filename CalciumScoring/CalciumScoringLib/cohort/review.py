@@ -76,13 +76,13 @@ def case_row(out_root, case_id, summary=None):
         row[f"burden_{g}"], row[f"state_{g}"] = None, ""
     rec_path = folder / "scores.json"
     err_path = out_root / f"{case_id}.error.json"
-    if rec_path.exists():
+    if rec_path.exists() and row["status"] != "failed":  # this run's failure wins over old outputs
         try:
             rec = json.loads(rec_path.read_text())
         except (OSError, ValueError):
             rec = None
         if rec is not None:
-            row["status"] = "ok" if row["status"] in ("pending", "ok", "failed") else row["status"]
+            row["status"] = "ok" if row["status"] == "pending" else row["status"]
             row["flags"] = [f["code"] for f in rec.get("qc", [])]
             row["scores_valid"] = rec.get("scores_valid")
             row["seconds"] = rec.get("seconds")

@@ -203,8 +203,17 @@ def apply_states(table, states, reasons=()):
     return t
 
 
-def state_flags(states):
-    """Flags ``groups_not_found`` and ``groups_not_in_view`` naming the groups and why."""
+def state_flags(states, table=None):
+    """Flags ``groups_not_found`` and ``groups_not_in_view`` naming the groups and why; with
+    the score ``table`` (after :func:`apply_states`), the sides of a measured group that
+    hold no artery are named too ("right renal")."""
+    states = dict(states)
+    if table is not None:
+        for _, r in table.iterrows():
+            if r["side"] in ("left", "right") and r["state"] == NOT_FOUND \
+                    and states.get(r["group"], ("",))[0] in (MEASURED, NOT_VALID):
+                states[f"{r['side']} {r['group']}"] = (NOT_FOUND, "the masks hold no artery on "
+                                                                  "that side")
     out = []
     for code, s, text in (("groups_not_found", NOT_FOUND, "not found in the masks although "
                            "the field of view holds their anatomy (or where it cannot be told)"),
@@ -251,9 +260,10 @@ def assess(ct, groups, calcium, calcium_source, table, branches, stump_length_mm
     if missing:
         flags.append(qc.groups_missing_flag(list(missing), source))
     states = group_states(groups, missing, plausible)
-    flags += state_flags(states)
     reasons = invalid_reasons(flags, groups_by_network=not user_masks)
-    return flags, states, reasons, apply_states(table, states, reasons), plausible
+    table = apply_states(table, states, reasons)
+    flags += state_flags(states, table)
+    return flags, states, reasons, table, plausible
 
 
 def all_valid(table):
