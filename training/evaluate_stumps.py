@@ -8,13 +8,15 @@ the expert arteries are grouped here, by where each branch leaves the aorta, int
 team's reference groups (:func:`group_expert`, a rule written down, not drawn by hand):
 
 1. the aorta is the expert mask's thick part: an opening with a 5 mm ball keeps the
-   aorta's core (branches are narrower), taken back to the expert voxels within 2 mm;
+   aorta's core (branches are narrower; pieces of at least 2,000 mm3, since a waist of
+   the drawing may split it), taken back to the expert voxels within 2 mm;
 2. every other expert piece touching the aorta is a branch; its *ostium* is its part
    within 3 mm of the aorta, compared with the aorta's centre at that height (patient
-   coordinates, LPS): ostia in the lowest 15 mm of the aorta are iliac; ostia more than
-   5 mm behind the centre are lumbar arteries (no group); ostia in front are
-   mesenteric (the highest the celiac trunk, the next the SMA); ostia to the side are
-   renal (left or right by x).
+   coordinates, LPS): ostia in the lowest 15 mm of the aorta are iliac when the aorta
+   ends inside the field of view (else they are cut by its edge: no group); ostia more
+   than 5 mm behind the centre are lumbar arteries (no group); ostia in front are
+   mesenteric, the highest the celiac trunk and the next the SMA (lower ones, the IMA or
+   variants: no group); ostia to the side are renal (left or right by x).
 
 Both the reference groups and the network's are shortened with the project's own 25 mm
 shortening; per stump (celiac trunk, SMA, left and right renal, left and right iliac) the
@@ -52,11 +54,15 @@ def group_expert(artery, ct):
     the labelled branch pieces."""
     sp = np.array(ct.GetSpacing())[::-1]  # z, y, x mm
     m = sitk.GetArrayFromImage(artery) > 0
-    core = ndimage.binary_opening(m, _ball(5.0 / sp))
+    ball = _ball(5.0 / sp)
+    pad = [(b // 2, b // 2) for b in ball.shape]  # the aorta runs on beyond the field's edge
+    core = ndimage.binary_opening(np.pad(m, pad, mode="edge"), ball)
+    core = core[tuple(slice(a, a + n) for (a, _), n in zip(pad, m.shape))]
     lab, n = ndimage.label(core)
     if n == 0:
         raise ValueError("no aorta found in the expert mask")
-    core = lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
+    sizes = np.bincount(lab.ravel())[1:] * float(np.prod(sp))
+    core = np.isin(lab, 1 + np.flatnonzero(sizes >= 2000.0))  # aorta pieces (a waist may split it)
     near = ndimage.distance_transform_edt(~core, sampling=sp)
     aorta = m & (near <= 2.0)
     groups = np.zeros(m.shape, np.uint8)
@@ -68,6 +74,8 @@ def group_expert(artery, ct):
     centre = {kk: np.argwhere(aorta[kk]).mean(0) for kk in ks}  # (y, x) per slice
     z_of = lambda kk: ct.TransformIndexToPhysicalPoint([0, 0, int(kk)])[2]  # noqa: E731
     bottom = min(ks, key=z_of)
+    field_low = min(z_of(0), z_of(m.shape[0] - 1))
+    ends_inside = z_of(bottom) > field_low + 5.0  # the bifurcation is in the field of view
     records = []
     for i in range(1, k + 1):
         piece = pieces == i
@@ -84,7 +92,10 @@ def group_expert(artery, ct):
         lat = lps[0] - c_lps[0]  # LPS x grows to the left
         above_bottom = abs(z_of(kk) - z_of(bottom))
         if above_bottom <= 15.0:
-            g, name = 2, "left iliac" if lat > 0 else "right iliac"
+            side = "iliac arteries (both, one piece)" if abs(lat) < 5.0 else \
+                "left iliac" if lat > 0 else "right iliac"
+            g, name = (2, side) if ends_inside else \
+                (0, "cut by the field's lower edge")
         elif ant < -5.0:
             g, name = 0, "lumbar"
         elif ant >= abs(lat):
@@ -100,6 +111,9 @@ def group_expert(artery, ct):
     mes = sorted([r for r in records if r["group"] == "mesenteric"], key=lambda r: -r["ostium_lps"][2])
     for r, name in zip(mes, ("celiac trunk", "SMA")):
         r["name"] = name
+    for r in mes[2:]:  # below the SMA, a front branch is the IMA or a variant: no group
+        r["group"], r["name"] = "none", "other front branch"
+        groups[pieces == r["piece"]] = 0
     return groups, records, pieces
 
 
