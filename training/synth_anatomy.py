@@ -300,7 +300,8 @@ def _plaques(cls, grp, rng):
 
 def variants(n_per_anatomy, seed=0, renal_radius_mm=(2.0, 3.5)):
     """``n_per_anatomy`` Anatomy variants (own branches and plaques) of each label map;
-    renal artery radii drawn uniformly from ``renal_radius_mm`` (mm)."""
+    renal artery radii drawn uniformly from ``renal_radius_mm`` (mm).  (The IRCAD expert
+    label maps, with real artery trees, come from ``synth_ircad.anatomies``.)"""
     rng = np.random.default_rng(seed)
     out = []
     sources = [load_ts] + [lambda p=p: load_amos(p) for p in

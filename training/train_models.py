@@ -69,7 +69,18 @@ def train(name, minutes, threads, pool_size, log):
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     state = {"iteration": 0, "seed": 0, "history": []}
     ck = work / "checkpoint.pt"
-    if not ck.exists() and cfg.get("init_from"):
+    if not ck.exists() and cfg.get("init_model"):  # a bundled model's weights, a fresh optimiser
+        from safetensors.torch import load_file
+
+        from CalciumScoringLib.segmentation.models import find_model, verify_weights
+        from CalciumScoringLib.segmentation.refine import REFINER_PREFIX
+
+        info = find_model(cfg["init_model"])
+        weights = load_file(str(verify_weights(info.folder, info.card)))
+        net.load_state_dict({k: v for k, v in weights.items() if not k.startswith(REFINER_PREFIX)})
+        state = {"iteration": int(cfg["decay_from"]), "seed": 0, "history": []}
+        log(f"initialised from the bundled {info.name} {info.version}")
+    elif not ck.exists() and cfg.get("init_from"):
         ck = ROOT / "training" / cfg["init_from"] / "checkpoint.pt"
         log(f"initialised from {ck}")
     if ck.exists():
@@ -95,6 +106,11 @@ def train(name, minutes, threads, pool_size, log):
             raise SystemExit(f"{name} needs the label maps in {synth_anatomy.DATA}")
         anatomies = synth_anatomy.variants(4, seed=state["iteration"],
                                            renal_radius_mm=cfg.get("renal_radius_mm", (2.0, 3.5)))
+        if cfg.get("ircad"):  # real artery trees of the IRCAD expert label maps
+            import synth_ircad
+
+            anatomies += synth_ircad.anatomies(np.random.default_rng(state["iteration"]),
+                                               synth_anatomy._plaques)
         log(f"{len(anatomies)} anatomy variants: " + ", ".join(sorted({a.name for a in anatomies})))
     rng = np.random.default_rng(state["iteration"] + 12345)
     pool = []
@@ -211,6 +227,11 @@ def export(name, log, out_dir=None, measure=True):
                  "randomly deformed and painted as arterial (250-600 HU lumen), portal-venous "
                  "(120-220 HU, veins, liver, spleen and kidneys alike) or unenhanced CT"
                  + cfg.get("data_extra", ""))
+    if cfg.get("ircad"):
+        data += ("; plus the real artery trees, veins and organs of eight 3D-IRCADb-01 expert "
+                 "label maps (patients 4, 5, 6, 8, 9, 11, 12, 13; their CT is not used; "
+                 "CC BY-NC-ND 4.0: used to train, not redistributed), the arteries grouped by "
+                 "where each branch leaves the aorta (training/artery_tree.py)")
     card = {"name": out_name, "version": f"{cfg.get('version_prefix', '0.1')}.{saved['state']['iteration']}",
             "labels": cfg["labels"],
             "spacing_mm": cfg["spacing_mm"], "normalization": NORM, "patch_size": cfg["patch_size"],
