@@ -36,3 +36,23 @@ def test_a_missing_aorta_is_a_clear_error():
     img = sitk.Image([40, 40, 40], sitk.sitkUInt8)
     with pytest.raises(ValueError, match="no aorta"):
         group_expert(img, img)
+
+
+def test_ircad_label_maps_give_real_groups(shared_data):
+    """The IRCAD expert trees as the synthesis reads them: both renal arteries of patient
+    13 (the left one leaves the aorta's back-left wall: not a lumbar artery) and the celiac
+    trunk and SMA above them; branches above the SMA (phrenic, adrenal) get no group."""
+    import synth_ircad
+    from synth_geometry import AORTA, MES, RENAL
+
+    path = shared_data / "ircad_label_maps" / "ircad13_labels.nii.gz"
+    if not path.exists():
+        pytest.skip("ircad13_labels.nii.gz not in ../shared/data")
+    name, cls, _, _, records = synth_ircad.load_ircad(path)
+    got = {r["name"]: r for r in records}
+    assert {"left renal", "right renal", "celiac trunk", "SMA"} <= set(got)
+    assert got["celiac trunk"]["ostium_lps"][2] > got["SMA"]["ostium_lps"][2] > \
+        max(got["left renal"]["ostium_lps"][2], got["right renal"]["ostium_lps"][2]) - 5
+    assert got["left renal"]["anterior_mm"] < 0  # back-left wall, still renal
+    assert [r["group"] for r in records if r["name"] == "side branch above the SMA"] == ["none"] * 2
+    assert (cls == AORTA).sum() and (cls == MES).sum() and (cls == RENAL).sum()
