@@ -142,3 +142,24 @@ def test_a_side_without_artery_is_named_in_the_flag():
     flags = gs.state_flags(states, gs.apply_states(table, states))
     assert [f["code"] for f in flags] == ["groups_not_found"]
     assert "right renal (the masks hold no artery on that side)" in flags[0]["message"]
+
+
+def test_specks_of_a_side_group_are_not_found_and_leave_combined(tmp_path, phantom_cache):
+    """A few voxels of "iliac" (8 mm3 on ts_dicom_series, all calcium: burden 1.0) are
+    specks, not an artery: iliac not found, NaN, and out of the combined row."""
+    ph = phantom_cache(4, spacing=(1.5, 1.5, 2.0), fov="vessels")
+    a = sitk.GetArrayFromImage(ph.groups)
+    keep = a == 2
+    z = np.argwhere(keep)[0]
+    a[a == 2] = 0
+    a[z[0], z[1], z[2]:z[2] + 3] = 2  # 13.5 mm3 of "iliac"
+    specks = sitk.GetImageFromArray(a)
+    specks.CopyInformation(ph.groups)
+    t, rec = _run(tmp_path, "specks", ph.ct, specks)
+    assert t.loc["iliac", "state"] == "not found" and "specks" in rec["states"]["iliac"]["reason"]
+    assert np.isnan(t.loc["iliac", "burden"])
+    assert t.loc["combined", "covers"] == "aorta+mesenteric+renal"
+    parts = t.loc[["aorta", "mesenteric", "renal"], "artery_volume_mm3"].sum()
+    assert t.loc["combined", "artery_volume_mm3"] == pytest.approx(parts)
+    calc = t.loc[["aorta", "mesenteric", "renal"], "calcium_volume_mm3"].sum()
+    assert t.loc["combined", "calcium_volume_mm3"] == pytest.approx(calc)

@@ -54,6 +54,10 @@ RENAL_ABOVE_BIFURCATION_MM = 120.0
 SMA_ABOVE_BIFURCATION_MM = 140.0
 #: a side group's origin: its voxels within this distance of the aorta
 ORIGIN_MM = 5.0
+#: a side group holding less than this (mm3) in the unshortened masks is specks, not an
+#: artery (the plausibility check's ``side_min_volume_mm3``): not found, its scores NaN
+#: (ts_dicom_series: 8 mm3 of "iliac" in the upper abdomen, all of it calcium, burden 1.0)
+SPECK_MM3 = 50.0
 
 
 def _z_extent(img):
@@ -140,6 +144,9 @@ def group_states(groups, missing=(), plausibility=None):
     :class:`..qc.plausibility.Plausibility` of the groups (its failed checks make the
     groups they name not valid; a failed aorta check makes every group not valid)."""
     view = in_view(groups)
+    g = sitk.GetArrayViewFromImage(groups)
+    vv = float(np.prod(groups.GetSpacing()))
+    volume = {name: float(np.count_nonzero(g == v)) * vv for name, v in GROUPS.items()}
     failed = [c.name for c in plausibility.failed] if plausibility is not None else []
     aorta_bad = any(n.startswith("aorta") for n in failed)
     states = {}
@@ -152,6 +159,9 @@ def group_states(groups, missing=(), plausibility=None):
             states[name] = (NOT_IN_VIEW, why) if seen is False else \
                 (NOT_FOUND, f"in view: {why}") if seen else \
                 (NOT_FOUND, f"whether in view cannot be told: {why}")
+        elif name != "aorta" and volume[name] < SPECK_MM3:
+            states[name] = (NOT_FOUND, f"only {volume[name]:.0f} mm3 in the masks: specks, not "
+                                       "an artery")
         elif aorta_bad or bad:
             states[name] = (NOT_VALID, "failed " + ", ".join(bad or [n for n in failed
                                                                if n.startswith("aorta")]))
@@ -195,12 +205,41 @@ def apply_states(table, states, reasons=()):
         covers.append(cov)
         valid.append(s == MEASURED and not reasons)
     t["state"], t["scores_valid"], t["covers"] = state, valid, covers
+    _leave_out_of_combined(t, [g for g, (s, _) in states.items() if s in NAN_STATES])
     gone = t["state"].isin(NAN_STATES)
     t.loc[gone, num] = np.nan
     if "risk_category" in t.columns:
         t["risk_category"] = t["risk_category"].astype(object)
         t.loc[gone, "risk_category"] = t.loc[gone, "state"]
     return t
+
+
+#: combined-row columns that are sums of the group rows (clusters and lesions are each
+#: attributed to one group, so the group rows partition the combined row)
+ADDITIVE = ("artery_volume_mm3", "calcium_volume_mm3", "cluster_count", "lesion_count",
+            "agatston", "volume_score_mm3", "mass_score_mg")
+
+
+def _leave_out_of_combined(t, groups, risk_scheme="5-tier"):
+    """Take the group rows of ``groups`` (specks of a group not found) out of ``combined``."""
+    from ..scoring.agatston import risk_category
+
+    rows = t[(t["region"].isin(groups)) & (t["side"].isin(["both", "midline"]))]
+    rows = rows[rows["artery_volume_mm3"] > 0]
+    if not len(rows) or "combined" not in set(t["region"]):
+        return
+    i = t.index[t["region"] == "combined"][0]
+    count = t.at[i, "cluster_count"]
+    mean_sum = t.at[i, "cluster_mean_mm3"] * count - (rows["cluster_mean_mm3"] * rows["cluster_count"]).sum()
+    for c in ADDITIVE:
+        if c in t.columns:
+            t.at[i, c] = t.at[i, c] - rows[c].sum()
+    art = t.at[i, "artery_volume_mm3"]
+    t.at[i, "burden"] = t.at[i, "calcium_volume_mm3"] / art if art > 0 else 0.0
+    n = t.at[i, "cluster_count"]
+    t.at[i, "cluster_mean_mm3"] = mean_sum / n if n > 0 else 0.0
+    if "risk_category" in t.columns:
+        t.at[i, "risk_category"] = risk_category(t.at[i, "agatston"], risk_scheme)
 
 
 def state_flags(states, table=None):
