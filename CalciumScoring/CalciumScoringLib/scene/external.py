@@ -4,7 +4,7 @@ Slicer's Python runs without thread support, so long work inside its process fre
 application.  :class:`ExternalRun` writes the job's inputs (the CT, and the user's artery
 and calcification segmentations as label maps) to a work folder, starts
 ``python -m CalciumScoringLib.cohort.cli run ... --progress`` as a separate process
-(Slicer's own ``PythonSlicer`` inside Slicer), and is *polled* (no thread): each
+(Slicer's own ``PythonSlicer`` inside Slicer) in a process group of its own, and is *polled* (no thread): each
 :meth:`ExternalRun.poll` reads the progress lines the process wrote to its log since the
 last call.  :meth:`ExternalRun.cancel` kills the process and its children; the scene is not
 touched until :meth:`ExternalRun.load` reads the finished outputs into new nodes through
@@ -105,7 +105,7 @@ class ExternalRun:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(_library_path() + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         log = open(work / "log.txt", "w")
-        kwargs = {"start_new_session": True} if os.name == "posix" else \
+        kwargs = {"preexec_fn": os.setsid} if os.name == "posix" else \
             {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | 0x08000000}  # no console
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work,
                                    **kwargs)
