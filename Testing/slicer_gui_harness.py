@@ -63,7 +63,7 @@ def _pythonqt(cls):
 
 def _qt():
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6 import QtCore, QtGui, QtUiTools, QtWidgets
+    from PySide6 import QtCore, QtGui, QtWidgets
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     qt = types.ModuleType("qt")

@@ -10,7 +10,6 @@ installs it where it may: as root with apt-get, as in CI).
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -26,7 +26,6 @@ def main(argv=None):
     from reproducibility import method
 
     from CalciumScoringLib.phantoms.generator import make_phantom
-    from CalciumScoringLib.validation.evaluate import overlap
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="test", choices=("test", "wide"))
