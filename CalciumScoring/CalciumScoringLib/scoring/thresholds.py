@@ -99,8 +99,10 @@ def display_8bit(ct, arteries_mask, threshold=145, window_center=300.0, window_w
     return out
 
 
-def lumen_threshold(arr, m, method="robust", k=4.0, erode=1, floor_hu=130.0):
-    """The adaptive threshold (HU) of :func:`adaptive`, from arrays."""
+def _lumen(m, erode):
+    """``(box, mask in box, lumen in box)``: the artery mask's bounding box (padded), the
+    mask there, and its core eroded by ``erode`` voxels (the whole mask when the core holds
+    fewer than 10 voxels)."""
     box = crop_box(m, pad=erode + 1)
     if box is None:
         raise ValueError("the artery mask is empty: no lumen to adapt the threshold to")
@@ -108,6 +110,12 @@ def lumen_threshold(arr, m, method="robust", k=4.0, erode=1, floor_hu=130.0):
     lumen = ndimage.binary_erosion(mm, iterations=erode) if erode else mm
     if lumen.sum() < 10:
         lumen = mm
+    return box, mm, lumen
+
+
+def lumen_threshold(arr, m, method="robust", k=4.0, erode=1, floor_hu=130.0):
+    """The adaptive threshold (HU) of :func:`adaptive`, from arrays."""
+    box, mm, lumen = _lumen(m, erode)
     v = arr[box][lumen].astype(np.float64)
     med = float(np.median(v))
     if method == "robust":
@@ -147,13 +155,7 @@ def lumen_relative(ct, arteries_mask, margin_hu=130.0, erode=1, floor_hu=130.0,
     26-connected pieces of at least ``min_cluster_mm3``.  The metadata hold
     ``threshold_hu``, ``lumen_hu`` and ``noise_hu``."""
     arr, m = _inputs(ct, arteries_mask)
-    box = crop_box(m, pad=erode + 1)
-    if box is None:
-        raise ValueError("the artery mask is empty: no lumen to adapt the threshold to")
-    mm = m[box]
-    lumen = ndimage.binary_erosion(mm, iterations=erode) if erode else mm
-    if lumen.sum() < 10:
-        lumen = mm
+    box, mm, lumen = _lumen(m, erode)
     hu = arr[box].astype(np.float32)
     noise = lumen_noise(hu, lumen)
     if smooth_mm > 0:
