@@ -34,6 +34,24 @@ def test_merge_keeps_the_trunk_and_only_side_pieces_attached_to_it():
     assert g[2, 9, 12] == 3  # the input is not modified
 
 
+def test_keep_first_keeps_the_first_networks_side_labels_where_the_branch_network_has_none():
+    g = np.zeros((20, 20, 40), np.uint8)
+    g[:, 8:12, 8:12] = 1  # aorta
+    g[2:4, 9:11, 12:16] = 3  # found by the first network only: kept
+    g[5:7, 9:11, 12:14] = 3  # both label it, differently: the branch network wins
+    g[12:14, 9:11, 12:16] = 4  # renal of the first network only: not in keep_first, dropped
+    b = np.zeros_like(g)
+    b[5:7, 9:11, 12:20] = 4
+    box = (slice(0, 20), slice(0, 20), slice(0, 30))
+    out = merge_branches(g, b, box, keep_first=(3,))
+    want = np.zeros_like(g)
+    want[:, 8:12, 8:12] = 1
+    want[2:4, 9:11, 12:16] = 3
+    want[5:7, 9:11, 12:20] = 4
+    np.testing.assert_array_equal(out, want)
+    assert (merge_branches(g, b, box)[2:4, 9:11, 12:16] == 0).all()  # without it: replaced
+
+
 def test_box_is_the_aorta_plus_the_band_in_millimetres():
     a = np.zeros((30, 40, 50), np.uint8)
     a[10:20, 15:25, 20:30] = 1
@@ -96,6 +114,13 @@ def test_card_with_a_bad_branch_spec_is_refused(tmp_path):
     folder = _voxelwise(tmp_path / "bad", 350.0, 1, {"branches": {"model": 3}})
     with pytest.raises(models.ModelError, match="branches must be"):
         models.read_card(folder)
+    for keep in (True, [7], ["3"]):  # keep_first: a list of the card's labels
+        folder = _voxelwise(tmp_path / f"keep{keep!s:.4}", 350.0, 1,
+                            {"branches": {"model": "x", "keep_first": keep}})
+        with pytest.raises(models.ModelError, match="keep_first"):
+            models.read_card(folder)
+    ok = _voxelwise(tmp_path / "ok", 350.0, 1, {"branches": {"model": "x", "keep_first": [3]}})
+    assert models.read_card(ok)["postprocessing"]["branches"]["keep_first"] == [3]
 
 
 def _branch_scene(lumen_hu=300, tissue_hu=40):

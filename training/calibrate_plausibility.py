@@ -26,7 +26,7 @@ from recipes import ROOT, random_options
 DATA = ROOT.parent / "shared" / "data"
 SEED0 = 300000
 #: licensed for use, not redistribution: pictures show the masks only, never its voxels
-NO_VOXELS = {"ircad01_abdomen"}
+NO_VOXELS = {"ircad01_abdomen", "ircad07_abdomen"}
 
 
 def real_cases():

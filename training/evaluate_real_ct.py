@@ -8,6 +8,8 @@ against the references, the plausibility check, and a picture per scan.
 References: ``ts_dicom_series/aorta.nii.gz`` (corrected aorta, portal-venous series), the
 team's IRCAD references in ``docs/references/`` (``ircad01_abdomen_<group>.nii.gz``:
 aorta, mesenteric = SMA + celiac trunk, renal),
+the expert artery mask of ``ircad07_abdomen`` grouped by ``artery_tree.group_expert``
+(arteries of no group count as artery for the 5 mm share only),
 ``ts_abdomen_ct/groups.nii.gz`` (aorta, iliac; this scan's anatomy is in the synthesis
 of the real-anatomy network, so it is not a held-out measure for that one).  Besides
 Dice: the share of predicted artery voxels more than 5 mm from any labelled artery (an
@@ -18,8 +20,8 @@ group).
 
 Pictures: an axial and a coronal CT slice through the aorta with the network's groups
 (filled) and the reference (white outline), and a 3D-like view (the groups seen from the
-front, shaded by depth).  ``ircad01_abdomen`` is licensed for use, not redistribution:
-its pictures show the masks only, never its voxels.  Not installed into Slicer.
+front, shaded by depth).  The IRCAD scans are licensed for use, not redistribution:
+their pictures show the masks only, never their voxels.  Not installed into Slicer.
 """
 
 import argparse
@@ -41,29 +43,33 @@ from recipes import ROOT
 
 DATA = ROOT.parent / "shared" / "data"
 REFS = ROOT / "docs" / "references"
-NO_VOXELS = {"ircad01_abdomen"}
+NO_VOXELS = {"ircad01_abdomen", "ircad07_abdomen"}
+OTHER = 5  # in a reference: an artery of no group (lumbar, IMA, the celiac trunk's far branches)
 GROUPS = {1: "aorta", 2: "iliac", 3: "mesenteric", 4: "renal"}
 COLOURS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.7, 0.3), 3: (0.2, 0.4, 0.9), 4: (0.95, 0.75, 0.1)}
 PHASE = {"ts_abdomen_ct": "non-contrast (aorta ~40 HU)",
          "ts_dicom_series": "portal-venous (aorta ~151 HU)",
          "ircad01_abdomen": "late arterial / portal-venous (aorta ~190 HU)",
+         "ircad07_abdomen": "portal-venous (median HU in the expert arteries 166)",
          "stent_cta": "arterial CTA with a stent graft (HU clipped 0-2000, spacing assumed)"}
 
 
-def cases():
-    """(name, CT, reference groups image or None, labelled group values) per real scan."""
+def cases(only=None):
+    """(name, CT, reference groups image or None, labelled group values) per real scan;
+    ``only``: the names wanted (default all)."""
     out = []
-    if (DATA / "ts_abdomen_ct").is_dir():
+    want = lambda name: (only is None or name in only) and (DATA / name).is_dir()  # noqa: E731
+    if want("ts_abdomen_ct"):
         ct = read_ct(DATA / "ts_abdomen_ct" / "ct.nii.gz")
         ref = sitk.Cast(sitk.ReadImage(str(DATA / "ts_abdomen_ct" / "groups.nii.gz")), sitk.sitkUInt8)
         out.append(("ts_abdomen_ct", ct, ref, (1, 2)))
-    if (DATA / "ts_dicom_series").is_dir():
+    if want("ts_dicom_series"):
         ct = read_ct(DATA / "ts_dicom_series" / "dicom")
         ref = sitk.ReadImage(str(DATA / "ts_dicom_series" / "aorta.nii.gz"))
         ref = sitk.Resample(sitk.Cast(ref > 0, sitk.sitkUInt8), ct, sitk.Transform(),
                             sitk.sitkNearestNeighbor, 0)
         out.append(("ts_dicom_series", ct, ref, (1,)))
-    if (DATA / "ircad01_abdomen").is_dir():
+    if want("ircad01_abdomen"):
         ct = read_ct(DATA / "ircad01_abdomen" / "ct.nii.gz")
         arr = np.zeros(ct.GetSize()[::-1], np.uint8)
         have = []
@@ -75,7 +81,17 @@ def cases():
         ref = sitk.GetImageFromArray(arr)
         ref.CopyInformation(ct)
         out.append(("ircad01_abdomen", ct, ref, tuple(have)))
-    if (DATA / "stent_cta" / "stent.npz").exists():
+    if want("ircad07_abdomen") and (DATA / "ircad07_abdomen" / "artery.nii.gz").exists():
+        from artery_tree import group_expert
+
+        ct = read_ct(DATA / "ircad07_abdomen" / "ct.nii.gz")
+        artery = sitk.ReadImage(str(DATA / "ircad07_abdomen" / "artery.nii.gz"))
+        arr = group_expert(artery, ct)[0]
+        arr[(arr == 0) & (sitk.GetArrayFromImage(artery) > 0)] = OTHER  # arteries of no group
+        ref = sitk.GetImageFromArray(arr)
+        ref.CopyInformation(ct)
+        out.append(("ircad07_abdomen", ct, ref, tuple(v for v in GROUPS if (arr == v).any())))
+    if want("stent_cta") and (DATA / "stent_cta" / "stent.npz").exists():
         a = np.load(DATA / "stent_cta" / "stent.npz")["arr_0"].astype(np.int16)
         ct = sitk.GetImageFromArray(a)  # HU clipped to 0..2000 in the file (fat reads 0)
         ct.SetSpacing((0.85, 0.85, 0.85))  # not stored; roughly 0.7-1 mm
@@ -325,9 +341,7 @@ def main():
         info = dataclasses.replace(info, card={**info.card, "spacing_mm": [a.grid_mm] * 3})
         a.tag = a.tag or f"{info.card['version']}_grid{a.grid_mm:g}mm"
     out = {}
-    for name, ct, ref, labelled in cases():
-        if a.only and name not in a.only:
-            continue
+    for name, ct, ref, labelled in cases(a.only):
         t = time.time()
         groups = segment(ct, info, threads=2)
         res = measure(name, ct, ref, labelled, groups)

@@ -192,6 +192,32 @@ def real_ct(folder, log):
     return out
 
 
+STUMPS_NOTE = (
+    "training/evaluate_stumps.py: the expert artery masks of ircad01_abdomen and ircad07_abdomen "
+    "grouped by where each branch leaves the aorta (training/artery_tree.group_expert), both "
+    "they and the network's groups shortened to the 25 mm stumps; share_found = share of each "
+    "reference stump labelled with its group (bar 0.5), stump_dice_pooled over the side groups "
+    "(bar 0.6). ircad01_abdomen is development data; ircad07_abdomen chose the keep_first rule "
+    "(its per-stage losses were looked at), so neither is held-out evidence")
+
+
+def real_stumps(folder, log):
+    """The side-artery stumps on the IRCAD CTs with expert arteries (evaluate_stumps.py)."""
+    import SimpleITK as sitk
+    from evaluate_stumps import DATA, SCANS, measure
+    from CalciumScoringLib.cohort.runner import read_ct
+    from CalciumScoringLib.segmentation.engine import segment
+
+    out = {}
+    for scan in SCANS:
+        if (DATA / scan / "artery.nii.gz").exists():
+            ct = read_ct(DATA / scan / "ct.nii.gz")
+            artery = sitk.ReadImage(str(DATA / scan / "artery.nii.gz"))
+            out[scan] = measure(ct, artery, segment(ct, folder, threads=2))
+            log(f"stumps {scan}: {out[scan]}")
+    return out
+
+
 def real_calcium(folder, log):
     """The calcium network on every real scan, inside the bundled artery-groups network's
     groups (training/evaluate_real_ct.py calcium_inside: no calcium reference exists)."""
@@ -260,6 +286,18 @@ def export(name, log, out_dir=None, measure=True):
     if "real_scans_used" in cfg:  # which real scans informed what (none is clean evidence)
         card["training"]["real_scans_used"] = cfg["real_scans_used"]
     folder = Path(out_dir) if out_dir else ROOT / "CalciumScoring" / "Resources" / "Models" / out_name
+    if cfg.get("init_model"):  # the bundled weights it started from, read before they are replaced
+        from CalciumScoringLib.segmentation.models import find_model
+
+        parent = find_model(cfg["init_model"]).card
+        card["training"]["initialised_from"] = {
+            k: parent[k] for k in ("name", "version", "sha256") if k in parent}
+        lineage = parent.get("training", {})
+        for k in ("soup", "initialised_from"):
+            if k in lineage:
+                card["training"]["initialised_from"][k] = lineage[k]
+        if parent.get("version") == card["version"] and "initialised_from" in lineage:
+            card["training"]["initialised_from"] = lineage["initialised_from"]  # exported again
     save_model(folder, saved["net"], card)
     if not measure:  # a preview of the running training, no metrics
         return
@@ -305,21 +343,31 @@ def export_cascade(cfg, folder, card, log):
     gcard = read_card(served)
     weights_of = str(gcard["version"]).split(".")[-1]
     gcard["version"] = f"{cfg['cascade_version_prefix']}.{weights_of}"
-    gcard["postprocessing"] = dict(gcard.get("postprocessing", {}), branches={
-        "model": card["name"] if bundled else str(folder.resolve()), "band_mm": cfg["band_mm"],
-        "trim_to_lumen": bool(cfg.get("trim_to_lumen", False))})
+    spec = dict(gcard.get("postprocessing", {}).get("branches", {}),  # wall_mm etc. stay
+                model=card["name"] if bundled else str(folder.resolve()), band_mm=cfg["band_mm"],
+                trim_to_lumen=bool(cfg.get("trim_to_lumen", False)))
+    if "keep_first" in cfg:
+        spec["keep_first"] = [int(v) for v in cfg["keep_first"]]
+    gcard["postprocessing"] = dict(gcard.get("postprocessing", {}), branches=spec)
     gcard["training"]["branches"] = (
         f"{cfg['cascade_version_prefix']}.{weights_of} = the weights of iteration {weights_of} plus "
         f"the branch network {card['name']} {card['version']}: its mesenteric and renal labels "
-        f"replace this network's in the box of the aorta widened by {cfg['band_mm']:g} mm "
+        + ("replace this network's, except that this network's "
+           + "/".join(cfg["labels"][str(v)] for v in spec["keep_first"]) + " labels stay where "
+           "the branch network finds no side branch" if spec.get("keep_first")
+           else "replace this network's")
+        + f" in the box of the aorta widened by {cfg['band_mm']:g} mm "
         "(segmentation/branches.py)" + (", then cut to the lumen the CT shows "
         "(segmentation/lumen.trim_to_lumen)" * bool(cfg.get("trim_to_lumen"))) +
+        (f"; side pieces wholly within {spec['wall_mm']:g} mm of the aorta are given to it"
+         if spec.get("wall_mm") else "") +
         "; its recipe, and what the real scans were used for, are in its own card")
     (served / "model.json").write_text(json.dumps(gcard, indent=2))
     groups_cfg = CONFIGS[cfg["branch_of"]]
     metrics = {"held_out_phantoms": evaluate(served, groups_cfg, log),
                "test_phantoms": evaluate(served, groups_cfg, log, TEST_SEEDS),
-               "real_data": real_ct(served, log), "real_data_note": REAL_NOTE}
+               "real_data": real_ct(served, log), "real_data_note": REAL_NOTE,
+               "real_stumps": real_stumps(served, log), "real_stumps_note": STUMPS_NOTE}
     gcard["metrics"] = metrics
     (served / "model.json").write_text(json.dumps(gcard, indent=2))
     card["metrics"] = dict(metrics, measured_as=f"the second stage of {gcard['name']} {gcard['version']}")

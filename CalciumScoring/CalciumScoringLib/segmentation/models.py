@@ -126,17 +126,20 @@ def read_card(folder):
     branches = card.get("postprocessing", {}).get("branches")
     if branches is not None:
         ok = (isinstance(branches, dict)
-              and set(branches) <= {"model", "band_mm", "trim_to_lumen", "wall_mm"}
+              and set(branches) <= {"model", "band_mm", "trim_to_lumen", "wall_mm", "keep_first"}
               and isinstance(branches.get("trim_to_lumen", False), bool)
+              and isinstance(branches.get("keep_first", []), list)
+              and all(str(v) in card.get("labels", {}) and not isinstance(v, bool)
+                      and isinstance(v, int) for v in branches.get("keep_first", []))
               and isinstance(branches.get("model"), str)
               and all(isinstance(branches.get(k, 1.0), (int, float)) and
                       not isinstance(branches.get(k, 1.0), bool) and branches.get(k, 1.0) > 0
                       for k in ("band_mm", "wall_mm")))
         if not ok:
             raise ModelError(f"{path}: postprocessing branches must be "
-                             '{"model": NAME, "band_mm": MM, "trim_to_lumen": BOOL, "wall_mm": MM} '
-                             "(a model name or folder, positive numbers, optional true/false; "
-                             "band_mm, trim_to_lumen and wall_mm optional); "
+                             '{"model": NAME, "band_mm": MM, "trim_to_lumen": BOOL, "wall_mm": MM, '
+                             '"keep_first": [LABEL, ...]} (a model name or folder, positive numbers, '
+                             "true/false, labels of the card; all but model optional); "
                              f"got {branches!r}; fix the card")
     return card
 
@@ -150,7 +153,8 @@ def provenance(info):
         b = find_model(spec["model"])
         out["branches"] = {"model": b.name, "version": b.version, "sha256": b.card.get("sha256"),
                            "band_mm": float(spec.get("band_mm", 35.0)),
-                           "trim_to_lumen": bool(spec.get("trim_to_lumen", False))}
+                           "trim_to_lumen": bool(spec.get("trim_to_lumen", False)),
+                           "keep_first": [int(v) for v in spec.get("keep_first", [])]}
         if spec.get("wall_mm"):
             out["branches"]["wall_mm"] = float(spec["wall_mm"])
     return out
