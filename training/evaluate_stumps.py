@@ -2,6 +2,7 @@
 """The side-artery stumps the scores are made of, on the real scans with expert arteries.
 
     python training/evaluate_stumps.py [--model artery-groups] [--json out.json]
+        [--figures docs/figures]
 
 For ``ircad01_abdomen`` and ``ircad07_abdomen`` (expert artery masks without group labels)
 the expert arteries are grouped, by where each branch leaves the aorta, into the team's
@@ -37,8 +38,45 @@ def _image(arr, ref):
     return img
 
 
-def measure(ct, artery, network_groups):
-    """Per-stump shares and Dice of ``network_groups`` against the grouped expert arteries."""
+def figure(path, title, ct, ref_short, net_short):
+    """The expert stumps beside the network's, seen from the front (labels only: no voxel of
+    the CT is drawn, as the IRCAD licence asks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.7, 0.3), 3: (0.2, 0.4, 0.9), 4: (0.95, 0.75, 0.1)}
+    lps = lambda a: sitk.GetArrayFromImage(sitk.DICOMOrient(_image(a, ct), "LPS"))  # noqa: E731
+    sp = sitk.DICOMOrient(ct, "LPS").GetSpacing()
+    labs = [lps(ref_short), lps(net_short)]
+    box = np.argwhere((labs[0] > 0) | (labs[1] > 0))
+    if len(box):  # the stumps and the aorta's cut part, 15 voxels round
+        lo, hi = np.maximum(box.min(0) - 15, 0), box.max(0) + 16
+        labs = [lab[lo[0]:hi[0], :, lo[2]:hi[2]] for lab in labs]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 6.5))
+    for a, lab, name in zip(ax, labs, ("expert arteries, grouped", "network")):
+        depth = np.argmax(lab > 0, axis=1)  # the first labelled voxel from the front (y: posterior)
+        seen = np.take_along_axis(lab, depth[:, None, :], axis=1)[:, 0, :]
+        rgb = np.ones(seen.shape + (3,))
+        for v, c in colours.items():
+            rgb[seen == v] = c
+        a.imshow(rgb[::-1], aspect=sp[2] / sp[0])
+        a.set_title(f"{name}: 25 mm stumps, from the front", fontsize=9)
+        a.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[v]) for v in GROUPS]
+    fig.legend(handles, list(GROUPS.values()), loc="lower center", ncol=4)
+    import textwrap
+
+    fig.suptitle("\n".join(textwrap.wrap(title, 120)), fontsize=9)
+    fig.subplots_adjust(top=0.84, bottom=0.08)
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def measure(ct, artery, network_groups, keep=None):
+    """Per-stump shares and Dice of ``network_groups`` against the grouped expert arteries;
+    ``keep`` (a dict) receives the two shortened label arrays."""
     from ArteryShorteningLib import shorten_arteries
 
     from CalciumScoringLib.validation.evaluate import overlap
@@ -69,6 +107,8 @@ def measure(ct, artery, network_groups):
     both = sum(int(((ref_short == v) & (net_short == v)).sum()) for v in (2, 3, 4))
     tot = int(sides.sum()) + int((net_short > 1).sum())
     out["stump_dice_pooled"] = round(2 * both / tot, 3) if tot else None
+    if keep is not None:
+        keep.update(ref_short=ref_short, net_short=net_short)
     for v in (2, 3, 4):
         a, b = ref_short == v, net_short == v
         if a.any() or b.any():
@@ -85,6 +125,7 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="groups model (default: the bundled one)")
     ap.add_argument("--json", help="write the numbers here")
+    ap.add_argument("--figures", help="folder for a picture per scan (labels only)")
     args = ap.parse_args(argv)
     info = find_model(args.model) if args.model else bundled_model("artery-groups")
     results = {"model": f"{info.name} {info.version}"}
@@ -96,7 +137,14 @@ def main(argv=None):
         ct = read_ct(folder / "ct.nii.gz")
         artery = sitk.ReadImage(str(folder / "artery.nii.gz"))
         net = segment(ct, info, threads=2)
-        res = results[scan] = measure(ct, artery, net)
+        arrays = {}
+        res = results[scan] = measure(ct, artery, net, arrays)
+        if args.figures:
+            shares = ", ".join(f"{x['name']} {x['share_found']:.0%}" for x in res["stumps"])
+            figure(Path(args.figures) / f"stumps_{scan}_{info.version}.png",
+                   f"{scan}: {info.name} {info.version}; pooled stump Dice "
+                   f"{res['stump_dice_pooled']}; share of each expert stump found with its group: "
+                   f"{shares}", ct, arrays["ref_short"], arrays["net_short"])
         print(f"{scan}: aorta Dice {res['aorta_dice']}, pooled stump Dice {res['stump_dice_pooled']}, "
               f"network voxels > 5 mm from an expert artery {res['network_far_5mm']:.1%}")
         for s in res["stumps"]:

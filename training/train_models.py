@@ -201,20 +201,30 @@ STUMPS_NOTE = (
     "(its per-stage losses were looked at), so neither is held-out evidence")
 
 
-def real_stumps(folder, log):
-    """The side-artery stumps on the IRCAD CTs with expert arteries (evaluate_stumps.py)."""
+def real_stumps(folder, log, figures=None):
+    """The side-artery stumps on the IRCAD CTs with expert arteries (evaluate_stumps.py),
+    with a picture per scan (labels only) in ``figures`` if given."""
     import SimpleITK as sitk
-    from evaluate_stumps import DATA, SCANS, measure
+    from evaluate_stumps import DATA, SCANS, figure, measure
     from CalciumScoringLib.cohort.runner import read_ct
     from CalciumScoringLib.segmentation.engine import segment
+    from CalciumScoringLib.segmentation.models import read_card
 
+    card = read_card(folder)
     out = {}
     for scan in SCANS:
         if (DATA / scan / "artery.nii.gz").exists():
             ct = read_ct(DATA / scan / "ct.nii.gz")
             artery = sitk.ReadImage(str(DATA / scan / "artery.nii.gz"))
-            out[scan] = measure(ct, artery, segment(ct, folder, threads=2))
-            log(f"stumps {scan}: {out[scan]}")
+            arrays = {}
+            out[scan] = r = measure(ct, artery, segment(ct, folder, threads=2), arrays)
+            log(f"stumps {scan}: {r}")
+            if figures:
+                shares = ", ".join(f"{x['name']} {x['share_found']:.0%}" for x in r["stumps"])
+                figure(Path(figures) / f"stumps_{scan}_{card['version']}.png",
+                       f"{scan}: {card['name']} {card['version']}; pooled stump Dice "
+                       f"{r['stump_dice_pooled']}; share of each expert stump found with its "
+                       f"group: {shares}", ct, arrays["ref_short"], arrays["net_short"])
     return out
 
 
@@ -367,7 +377,8 @@ def export_cascade(cfg, folder, card, log):
     metrics = {"held_out_phantoms": evaluate(served, groups_cfg, log),
                "test_phantoms": evaluate(served, groups_cfg, log, TEST_SEEDS),
                "real_data": real_ct(served, log), "real_data_note": REAL_NOTE,
-               "real_stumps": real_stumps(served, log), "real_stumps_note": STUMPS_NOTE}
+               "real_stumps": real_stumps(served, log, ROOT / "docs" / "figures" if bundled else None),
+               "real_stumps_note": STUMPS_NOTE}
     gcard["metrics"] = metrics
     (served / "model.json").write_text(json.dumps(gcard, indent=2))
     card["metrics"] = dict(metrics, measured_as=f"the second stage of {gcard['name']} {gcard['version']}")
