@@ -46,9 +46,15 @@ def test_the_branch_network_is_a_second_stage_only():
     prov = models.provenance(bundled("artery-groups"))
     assert prov["branches"]["version"] == info.version and prov["branches"]["sha256"] == info.card["sha256"]
     assert prov["branches"]["wall_mm"] == 5.0
-    soup = info.card["training"]["soup"]  # the weights are an average of two checkpoints
+    assert spec["keep_first"] == [3]  # the first network's mesenteric labels stay (union)
+    assert prov["branches"]["keep_first"] == [3]
+    parent = info.card["training"]["initialised_from"]  # trained on from the bundled 0.4.13852,
+    assert parent["version"] == "0.4.13852" and len(parent["sha256"]) == 64
+    soup = parent["soup"]  # itself an average of two checkpoints
     assert soup["share_routed"] == 0.75 and "0.1.11539" in soup["base"]
     assert all(len(h) == 64 for h in soup["checkpoint_sha256"].values())  # parents' checksums
+    stumps = bundled("artery-groups").card["metrics"]["real_stumps"]  # measured, not asserted here
+    assert all("stump_dice_pooled" in stumps[s] for s in stumps)
 
 
 def test_bundled_weights_stay_small():
@@ -114,12 +120,14 @@ def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch):
 def test_artery_groups_finds_the_real_aorta(shared_data):
     """Real contrast CT: the portal-venous series (its corrected aorta) and IRCAD patient 1
     (the team's references; development data for the side branches since 0.6), and the
-    stent-graft CTA (no reference).  Measured with 0.8.7182 (+ artery-branches 0.4.13852):
-    aorta Dice 0.914 and 0.888, IRCAD's SMA + celiac trunk 0.721, renal arteries 0.276,
-    side branches pooled within 30 mm of the aorta 0.604, every predicted artery voxel of
-    the series within 5 mm of its aorta, none of its calcified aortic wall called mesenteric
-    (0.6.7182: 67 mm3; the soup's branch network alone: 389); the stent CTA keeps 248 mm3 of
-    renal artery (the routed network alone: 14); all pass the plausibility check.
+    stent-graft CTA (no reference).  Measured with 0.9.7182 (+ artery-branches 0.5.16782,
+    the first network's mesenteric labels kept): aorta Dice 0.914 and 0.888, IRCAD's SMA +
+    celiac trunk 0.674, renal arteries 0.193, side branches pooled within 30 mm of the
+    aorta 0.557 (0.8.7182: 0.721, 0.276, 0.604: IRCAD patient 1 lost, patient 7 gained,
+    test_side_artery_stumps_on_ircad07), every predicted artery voxel of the series within
+    5 mm of its aorta, none of its calcified aortic wall called mesenteric (0.6.7182: 67 mm3;
+    the soup's branch network alone: 389); the stent CTA keeps 842 mm3 of renal artery
+    (0.8.7182: 248; the routed network alone: 14); all pass the plausibility check.
     (0.6.7182: 0.907, 0.888, 0.721, 0.185, 0.583; 0.4.7182: mesenteric 0.496, renal 0.00,
     pooled 0.352; 0.3.5130: 0.883, 0.877, 0.356; the phantom-only 0.1.3590: 0.00 on both.)"""
     import sys
@@ -131,8 +139,7 @@ def test_artery_groups_finds_the_real_aorta(shared_data):
 
     info = bundled("artery-groups")
     got = {name: measure(name, ct, ref, lab, segment(ct, info, threads=2))
-           for name, ct, ref, lab in cases()
-           if name in ("ts_dicom_series", "ircad01_abdomen", "stent_cta")}
+           for name, ct, ref, lab in cases(("ts_dicom_series", "ircad01_abdomen", "stent_cta"))}
     if "ts_dicom_series" not in got:
         pytest.skip("ts_dicom_series not in ../shared/data")
     s = got["ts_dicom_series"]
@@ -140,20 +147,48 @@ def test_artery_groups_finds_the_real_aorta(shared_data):
     assert s["volume_mm3"]["mesenteric"] < 20, s  # the calcified wall is the aorta's
     if "ircad01_abdomen" in got:
         r = got["ircad01_abdomen"]
-        assert r["dice_aorta"] >= 0.85 and r["dice_mesenteric"] >= 0.68 and r["plausible"], r
-        assert r["dice_renal"] >= 0.22 and r["dice_branches_30mm"] >= 0.57 and r["far_5mm"] <= 0.08, r
+        assert r["dice_aorta"] >= 0.85 and r["dice_mesenteric"] >= 0.64 and r["plausible"], r
+        assert r["dice_renal"] >= 0.16 and r["dice_branches_30mm"] >= 0.52 and r["far_5mm"] <= 0.08, r
     if "stent_cta" in got:
         t = got["stent_cta"]
         assert t["plausible"] and t["volume_mm3"]["renal"] >= 150, t
 
 
+def test_side_artery_stumps_on_ircad07(shared_data):
+    """The stumps the side-group scores are made of, on IRCAD patient 7 against its expert
+    arteries grouped by ``artery_tree.group_expert`` (training/evaluate_stumps.py).
+    Measured with 0.9.7182 (+ artery-branches 0.5.16782): pooled stump Dice 0.744, found
+    with the right group SMA 86 %, celiac trunk 79 %, right renal 81 %, left renal 59 % (a
+    second, 232 mm3 right renal artery 0 %); 2.5 % of the network's artery voxels more than
+    5 mm from an expert artery.  0.8.7182: 0.33; 25, 14, 65, 0 %.  This scan chose the
+    keep_first rule, so it is development data, not held-out evidence."""
+    import sys
+
+    from conftest import ROOT
+    from CalciumScoringLib.cohort.runner import read_ct
+
+    folder = shared_data / "ircad07_abdomen"
+    if not (folder / "artery.nii.gz").exists():
+        pytest.skip("ircad07_abdomen not in ../shared/data")
+    sys.path.insert(0, str(ROOT / "training"))
+    from evaluate_stumps import measure
+
+    ct = read_ct(folder / "ct.nii.gz")
+    r = measure(ct, sitk.ReadImage(str(folder / "artery.nii.gz")),
+                segment(ct, bundled("artery-groups"), threads=2))
+    found = {x["name"]: x["share_found"] for x in r["stumps"] if x["stump_mm3"] > 300}
+    assert set(found) == {"SMA", "celiac trunk", "right renal", "left renal"}, r
+    assert min(found.values()) >= 0.5 and r["stump_dice_pooled"] >= 0.70, r
+    assert r["network_far_5mm"] <= 0.05, r
+
+
 def test_calcium_network_sees_real_arteries(shared_data):
     """The bundled calcium network (0.7.13366: trained on with real-anatomy synthesis, its
     refiner's threshold calibrated to 0.4) labels most of the real groups artery: inside
-    the bundled groups (0.8.7182) 94.7 % of ts_dicom_series's and 69.3 % of IRCAD's (the
-    phantom-only 0.4.6874: 9.8 % and 0.3 %, flagged calcium_network_unsure), and finds 1,146
-    and 202 mm3 of calcium where the adaptive threshold finds 2,277 and 365 (Dice 0.67,
-    0.67).  Inside 0.6.7182's groups: 94.8 % and 77.0 %, 971 and 217 mm3 (threshold 1,976:
+    the bundled groups (0.9.7182) 94.8 % of ts_dicom_series's and 76.1 % of IRCAD's (the
+    phantom-only 0.4.6874: 9.8 % and 0.3 %, flagged calcium_network_unsure), and finds 1,141
+    and 208 mm3 of calcium where the adaptive threshold finds 2,274 and 365 (Dice 0.67,
+    0.67); inside 0.8.7182's groups 94.7 % and 69.3 %, 1,146 and 202 mm3.  Inside 0.6.7182's groups: 94.8 % and 77.0 %, 971 and 217 mm3 (threshold 1,976:
     0.8's branch network labels calcified aortic wall that 0.6.7182 left outside every
     group, and the wall rule gives it to the aorta).  IRCAD's
     coverage moves with the windows, not the groups: 0.755, 0.693, 0.753 with the region's
@@ -170,8 +205,7 @@ def test_calcium_network_sees_real_arteries(shared_data):
 
     assert bundled("arteries-calcium").version == "0.7.13366"
     got = {name: calcium_inside(ct, segment(ct, bundled("artery-groups"), threads=2))
-           for name, ct, _, _ in cases()
-           if name in ("ts_dicom_series", "ircad01_abdomen", "stent_cta")}
+           for name, ct, _, _ in cases(("ts_dicom_series", "ircad01_abdomen", "stent_cta"))}
     if "ts_dicom_series" not in got:
         pytest.skip("ts_dicom_series not in ../shared/data")
     for name, r in got.items():
