@@ -163,3 +163,33 @@ def test_specks_of_a_side_group_are_not_found_and_leave_combined(tmp_path, phant
     assert t.loc["combined", "artery_volume_mm3"] == pytest.approx(parts)
     calc = t.loc[["aorta", "mesenteric", "renal"], "calcium_volume_mm3"].sum()
     assert t.loc["combined", "calcium_volume_mm3"] == pytest.approx(calc)
+
+
+def test_the_run_line_names_a_missing_side(tmp_path, phantom_cache):
+    """A renal artery erased on one side (IRCAD patient 1's right renal artery, which the
+    networks miss): the run line says ``right renal not found`` beside ``ok``, and so does
+    the line of a re-run that reuses the case; the other side stays measured."""
+    from CalciumScoringLib.cohort.runner import run_cohort
+
+    ph = phantom_cache(4, spacing=(1.5, 1.5, 2.0), fov="vessels")
+    a = sitk.GetArrayFromImage(ph.groups)
+    x_right = ph.meta["branches"]["renal_right"]["takeoff_lps"][0]
+    x_left = ph.meta["branches"]["renal_left"]["takeoff_lps"][0]
+    mid = ph.groups.TransformPhysicalPointToIndex(
+        [(x_right + x_left) / 2, *ph.meta["branches"]["renal_left"]["takeoff_lps"][1:]])[0]
+    right = np.zeros(a.shape, bool)  # LPS: the patient's right has the smaller x
+    right[..., :mid] = True
+    a[(a == 4) & right] = 0
+    groups = sitk.GetImageFromArray(a)
+    groups.CopyInformation(ph.groups)
+    sitk.WriteImage(ph.ct, str(tmp_path / "case.nii.gz"))
+    sitk.WriteImage(groups, str(tmp_path / "case_groups.nrrd"))
+    case = Case("case", str(tmp_path / "case.nii.gz"), str(tmp_path / "case_groups.nrrd"))
+    for status in ("ok", "skipped (done)"):
+        lines = []
+        run_cohort([case], tmp_path / "out", Options(groups_model=None, scene=False), log=lines.append)
+        line = next(x for x in lines if "case:" in x)
+        assert f"case: {status}" in line and "right renal not found" in line, line
+        assert "left renal" not in line and "renal not found" not in line.replace("right renal", "")
+    t = pd.read_csv(tmp_path / "out" / "case" / "scores.csv").set_index("region")
+    assert t.loc["renal_right", "state"] == "not found" and t.loc["renal_left", "state"] == "measured"

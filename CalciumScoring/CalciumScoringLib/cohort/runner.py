@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from .. import __version__
 from ..imagecheck import on_grid
 from ..qc import checks as qc
+from ..qc.states import sides_not_measured
 from ..scoring.thresholds import threshold_record
 from .claims import claim, sweep, tmp_folder, write_atomic
 from .reuse import finished, fingerprint
@@ -267,6 +268,7 @@ def process_case(case, out_root, options):
                 return _process(case, o, out_root, final, expected)
     return {"case_id": case.case_id, "status": "skipped (done)",
             "scores_valid": done.get("scores_valid"), "states": done.get("states"),
+            "sides": sides_not_measured(done.get("scores", [])),
             "qc": ";".join(f["code"] for f in done.get("qc", []))}
 
 
@@ -292,7 +294,7 @@ def _process(case, o, out_root, final, expected=None):
             err.unlink()
         return {"case_id": case.case_id, "status": "ok", "qc": ";".join(f["code"] for f in flags),
                 "scores_valid": record["scores_valid"], "states": record["states"],
-                "seconds": record["seconds"]}
+                "sides": sides_not_measured(record["scores"]), "seconds": record["seconds"]}
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
@@ -420,7 +422,7 @@ def run_cohort(cases, out_root, options, workers=1, shard=None, log=print, sched
         eta = el / done * (len(cases) - done)
         filled = int(20 * done / max(len(cases), 1))
         gone = [f"{g} {v['state']}" for g, v in (s.get("states") or {}).items()
-                if v["state"] != "measured"]
+                if v["state"] != "measured"] + [f"{k} {v}" for k, v in (s.get("sides") or {}).items()]
         status = s["status"] + (", NOT VALID (check the QC flags)" if s.get("scores_valid") is False
                                 else "") + \
             (f" ({', '.join(gone)})" if gone else "")

@@ -266,6 +266,21 @@ def state_flags(states, table=None):
     return out
 
 
+def sides_not_measured(rows):
+    """``{"right renal": state, ...}``: the sides (iliac, renal) not measured although their
+    group is, from the score rows (``region``/``state`` dicts, as in ``scores.json``), so a
+    one-line summary names a missing renal artery as it names a missing group.
+
+    >>> sides_not_measured([{"region": "renal", "state": "measured"},
+    ...                     {"region": "renal_left", "state": "measured"},
+    ...                     {"region": "renal_right", "state": "not found"}])
+    {'right renal': 'not found'}
+    """
+    state = {r.get("region"): r.get("state") for r in rows}
+    return {f"{side} {g}": state[f"{g}_{side}"] for g in ("iliac", "renal") if state.get(g) == MEASURED
+            for side in ("left", "right") if state.get(f"{g}_{side}") in NAN_STATES}
+
+
 def summary(table):
     """``{region: state}`` of the group rows and ``combined``, for a one-line print."""
     rows = table[table.region.isin(list(GROUPS) + ["combined"])]
