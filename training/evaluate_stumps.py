@@ -46,7 +46,8 @@ def figure(path, title, ct, ref_short, net_short):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.7, 0.3), 3: (0.2, 0.4, 0.9), 4: (0.95, 0.75, 0.1)}
+    from evaluate_real_ct import COLOURS as colours
+
     lps = lambda a: sitk.GetArrayFromImage(sitk.DICOMOrient(_image(a, ct), "LPS"))  # noqa: E731
     sp = sitk.DICOMOrient(ct, "LPS").GetSpacing()
     labs = [lps(ref_short), lps(net_short)]
@@ -116,9 +117,34 @@ def measure(ct, artery, network_groups, keep=None):
     return out
 
 
-def main(argv=None):
+def measure_scans(model, figures=None):
+    """``{scan: measure(...)}`` of the groups model ``model`` (name, folder or ModelInfo) on
+    every scan of :data:`SCANS` in ``DATA`` (absent ones left out), with a picture per scan
+    in the folder ``figures`` if given."""
     from CalciumScoringLib.cohort.runner import read_ct
     from CalciumScoringLib.segmentation.engine import segment
+    from CalciumScoringLib.segmentation.models import find_model
+
+    info = find_model(model)
+    out = {}
+    for scan in SCANS:
+        folder = DATA / scan
+        if not (folder / "artery.nii.gz").exists():
+            continue
+        ct = read_ct(folder / "ct.nii.gz")
+        arrays = {}
+        res = out[scan] = measure(ct, sitk.ReadImage(str(folder / "artery.nii.gz")),
+                                  segment(ct, info, threads=2), arrays)
+        if figures:
+            shares = ", ".join(f"{x['name']} {x['share_found']:.0%}" for x in res["stumps"])
+            figure(Path(figures) / f"stumps_{scan}_{info.version}.png",
+                   f"{scan}: {info.name} {info.version}; pooled stump Dice "
+                   f"{res['stump_dice_pooled']}; share of each expert stump found with its group: "
+                   f"{shares}", ct, arrays["ref_short"], arrays["net_short"])
+    return out
+
+
+def main(argv=None):
     from CalciumScoringLib.segmentation.models import bundled_model, find_model
 
     ap = argparse.ArgumentParser(description=__doc__,
@@ -130,21 +156,13 @@ def main(argv=None):
     info = find_model(args.model) if args.model else bundled_model("artery-groups")
     results = {"model": f"{info.name} {info.version}"}
     for scan in SCANS:
-        folder = DATA / scan
-        if not (folder / "artery.nii.gz").exists():
+        if not (DATA / scan / "artery.nii.gz").exists():
             print(f"{scan}: not found in {DATA}, skipped")
+    results.update(measure_scans(info, args.figures))
+    for scan in SCANS:
+        if scan not in results:
             continue
-        ct = read_ct(folder / "ct.nii.gz")
-        artery = sitk.ReadImage(str(folder / "artery.nii.gz"))
-        net = segment(ct, info, threads=2)
-        arrays = {}
-        res = results[scan] = measure(ct, artery, net, arrays)
-        if args.figures:
-            shares = ", ".join(f"{x['name']} {x['share_found']:.0%}" for x in res["stumps"])
-            figure(Path(args.figures) / f"stumps_{scan}_{info.version}.png",
-                   f"{scan}: {info.name} {info.version}; pooled stump Dice "
-                   f"{res['stump_dice_pooled']}; share of each expert stump found with its group: "
-                   f"{shares}", ct, arrays["ref_short"], arrays["net_short"])
+        res = results[scan]
         print(f"{scan}: aorta Dice {res['aorta_dice']}, pooled stump Dice {res['stump_dice_pooled']}, "
               f"network voxels > 5 mm from an expert artery {res['network_far_5mm']:.1%}")
         for s in res["stumps"]:

@@ -204,27 +204,11 @@ STUMPS_NOTE = (
 def real_stumps(folder, log, figures=None):
     """The side-artery stumps on the IRCAD CTs with expert arteries (evaluate_stumps.py),
     with a picture per scan (labels only) in ``figures`` if given."""
-    import SimpleITK as sitk
-    from evaluate_stumps import DATA, SCANS, figure, measure
-    from CalciumScoringLib.cohort.runner import read_ct
-    from CalciumScoringLib.segmentation.engine import segment
-    from CalciumScoringLib.segmentation.models import read_card
+    from evaluate_stumps import measure_scans
 
-    card = read_card(folder)
-    out = {}
-    for scan in SCANS:
-        if (DATA / scan / "artery.nii.gz").exists():
-            ct = read_ct(DATA / scan / "ct.nii.gz")
-            artery = sitk.ReadImage(str(DATA / scan / "artery.nii.gz"))
-            arrays = {}
-            out[scan] = r = measure(ct, artery, segment(ct, folder, threads=2), arrays)
-            log(f"stumps {scan}: {r}")
-            if figures:
-                shares = ", ".join(f"{x['name']} {x['share_found']:.0%}" for x in r["stumps"])
-                figure(Path(figures) / f"stumps_{scan}_{card['version']}.png",
-                       f"{scan}: {card['name']} {card['version']}; pooled stump Dice "
-                       f"{r['stump_dice_pooled']}; share of each expert stump found with its "
-                       f"group: {shares}", ct, arrays["ref_short"], arrays["net_short"])
+    out = measure_scans(folder, figures)
+    for scan, r in out.items():
+        log(f"stumps {scan}: {r}")
     return out
 
 
@@ -300,14 +284,13 @@ def export(name, log, out_dir=None, measure=True):
         from CalciumScoringLib.segmentation.models import find_model
 
         parent = find_model(cfg["init_model"]).card
-        card["training"]["initialised_from"] = {
-            k: parent[k] for k in ("name", "version", "sha256") if k in parent}
         lineage = parent.get("training", {})
-        for k in ("soup", "initialised_from"):
-            if k in lineage:
-                card["training"]["initialised_from"][k] = lineage[k]
         if parent.get("version") == card["version"] and "initialised_from" in lineage:
             card["training"]["initialised_from"] = lineage["initialised_from"]  # exported again
+        else:
+            ini = {k: parent[k] for k in ("name", "version", "sha256") if k in parent}
+            ini.update({k: lineage[k] for k in ("soup", "initialised_from") if k in lineage})
+            card["training"]["initialised_from"] = ini
     save_model(folder, saved["net"], card)
     if not measure:  # a preview of the running training, no metrics
         return
@@ -362,10 +345,9 @@ def export_cascade(cfg, folder, card, log):
     gcard["training"]["branches"] = (
         f"{cfg['cascade_version_prefix']}.{weights_of} = the weights of iteration {weights_of} plus "
         f"the branch network {card['name']} {card['version']}: its mesenteric and renal labels "
-        + ("replace this network's, except that this network's "
-           + "/".join(cfg["labels"][str(v)] for v in spec["keep_first"]) + " labels stay where "
-           "the branch network finds no side branch" if spec.get("keep_first")
-           else "replace this network's")
+        + "replace this network's" + (
+            ", except that this network's " + "/".join(cfg["labels"][str(v)] for v in spec["keep_first"])
+            + " labels stay where the branch network finds no side branch" if spec.get("keep_first") else "")
         + f" in the box of the aorta widened by {cfg['band_mm']:g} mm "
         "(segmentation/branches.py)" + (", then cut to the lumen the CT shows "
         "(segmentation/lumen.trim_to_lumen)" * bool(cfg.get("trim_to_lumen"))) +
